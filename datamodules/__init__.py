@@ -1,0 +1,5 @@
+"""LightningDataModules: interchangeable data for the tasks."""
+
+from datamodules.text import TextDataModule
+
+__all__ = ["TextDataModule"]

@@ -1,0 +1,195 @@
+"""Text corpora for language modelling: documents -> tokens (cached) -> windows of block_size+1."""
+
+import hashlib
+import json
+import os
+import shutil
+import time
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchdata.stateful_dataloader import StatefulDataLoader
+
+from datamodules.corpora import read_documents, resolve_files
+from datamodules.tokenizers import BPETokenizer, ByteTokenizer, tokenizer_vocab_size
+
+CACHE_FORMAT = 1  # bump when the token files' layout changes
+
+
+class TokenWindows(Dataset):
+    """Non-overlapping windows of ``block_size + 1`` tokens (input and shifted target) of a token file.
+
+    Map-style and sized, so the stateful loader can save and restore its position mid-epoch. The
+    memory map is opened lazily, in each DataLoader worker, rather than pickled to it.
+    """
+
+    def __init__(self, path: str, block_size: int):
+        self.path, self.block_size = path, block_size
+        self.n_tokens = os.path.getsize(path) // np.dtype(np.uint32).itemsize
+        self._tokens = None
+
+    def __len__(self) -> int:
+        return (self.n_tokens - 1) // self.block_size
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        if self._tokens is None:
+            self._tokens = np.memmap(self.path, dtype=np.uint32, mode="r")
+        start = i * self.block_size
+        return torch.from_numpy(self._tokens[start : start + self.block_size + 1].astype(np.int64))
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_tokens": None}
+
+
+class TextDataModule(L.LightningDataModule):
+    """Causal-LM data from a packaged corpus or the user's own text/JSONL files.
+
+    Args:
+        corpus: a packaged corpus (``bbc_news``, ``kjv``, ``shakespeare``) or file paths/globs;
+            a plain-text file is one document, each line of a ``.jsonl`` file is one.
+        text_field: the JSONL field holding the text.
+        tokenizer: ``gpt2`` (GPT-2's BPE), ``bpe`` (a byte-level BPE trained on the train split),
+            or ``bytes``.
+        bpe_vocab_size: vocabulary size of the trained BPE.
+        block_size: tokens per training window (the model's context must be at least this).
+        batch_size: windows per batch (per device).
+        val_fraction: share of documents held out for validation, chosen by ``split_seed``;
+            a corpus of a single document holds out its last ``val_fraction`` of tokens instead.
+        num_workers: DataLoader worker processes.
+        cache_dir: where token files are cached, keyed by a hash of the inputs and tokenizer.
+    """
+
+    def __init__(
+        self,
+        corpus: str | list[str] = "bbc_news",
+        text_field: str = "text",
+        tokenizer: str = "gpt2",
+        bpe_vocab_size: int = 8192,
+        block_size: int = 256,
+        batch_size: int = 32,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+        num_workers: int = 0,
+        cache_dir: str = ".cache/tokens",
+    ):
+        super().__init__()
+        if block_size < 1 or batch_size < 1:
+            raise ValueError(f"block_size={block_size}, batch_size={batch_size}: expected positive ints")
+        if not 0 < val_fraction < 1:
+            raise ValueError(f"val_fraction={val_fraction}: expected a number between 0 and 1")
+        self.vocab_size = tokenizer_vocab_size(tokenizer, bpe_vocab_size)
+        self.corpus, self.text_field, self.tokenizer_name, self.bpe_vocab_size = corpus, text_field, tokenizer, bpe_vocab_size
+        self.block_size, self.batch_size, self.num_workers = block_size, batch_size, num_workers
+        self.val_fraction, self.split_seed, self.cache_dir = val_fraction, split_seed, cache_dir
+        self.tokenizer = ByteTokenizer() if tokenizer == "bytes" else BPETokenizer.gpt2() if tokenizer == "gpt2" else None
+        self.stats: dict = {}
+
+    @property
+    def model_args(self) -> dict:
+        """Network arguments the data determines; the CLI fills them where a config leaves None."""
+        return {"vocab_size": self.vocab_size}
+
+    # -- tokenize once, cache on disk ----------------------------------------------------------
+    @property
+    def cache_path(self) -> str:
+        files, _ = resolve_files(self.corpus)
+        key = {
+            "format": CACHE_FORMAT,
+            "files": [(os.path.abspath(f), os.path.getsize(f), os.stat(f).st_mtime_ns) for f in files],
+            "text_field": self.text_field,
+            "tokenizer": self.tokenizer_name,
+            "bpe_vocab_size": self.bpe_vocab_size if self.tokenizer_name == "bpe" else None,
+            "val_fraction": self.val_fraction,
+            "split_seed": self.split_seed,
+        }
+        digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
+        return os.path.join(self.cache_dir, digest)
+
+    def prepare_data(self) -> None:
+        """Tokenize the corpus into ``train.bin``/``val.bin`` (uint32) unless the cache has them."""
+        path = self.cache_path
+        if os.path.exists(os.path.join(path, "meta.json")):
+            return
+        start = time.perf_counter()
+        files, fmt = resolve_files(self.corpus)
+        docs = [d for d in read_documents(files, fmt, self.text_field) if d.strip()]
+        if not docs:
+            raise ValueError(f"corpus {self.corpus!r}: no text in its {len(files)} file(s)")
+        if len(docs) == 1:  # one document: hold out its tail
+            cut = int(len(docs[0]) * (1 - self.val_fraction))
+            train_docs, val_docs = [docs[0][:cut]], [docs[0][cut:]]
+        else:
+            order = np.random.default_rng(self.split_seed).permutation(len(docs))
+            n_val = max(1, round(len(docs) * self.val_fraction))
+            val_docs = [docs[i] for i in sorted(order[:n_val])]
+            train_docs = [docs[i] for i in sorted(order[n_val:])]
+
+        tmp = f"{path}.tmp-{os.getpid()}"  # written aside, then renamed: a killed run leaves no half cache
+        os.makedirs(tmp, exist_ok=True)
+        tokenizer = self.tokenizer or BPETokenizer.train(train_docs, self.bpe_vocab_size)
+        if self.tokenizer_name == "bpe":
+            tokenizer.save(os.path.join(tmp, "tokenizer.json"))
+        meta = {"corpus": self.corpus, "tokenizer": self.tokenizer_name, "documents": len(docs), "bytes": sum(map(len, docs))}
+        for split, split_docs in (("train", train_docs), ("val", val_docs)):
+            tokens = _concat_with_eos(tokenizer.encode_batch(split_docs), tokenizer.eos_id)
+            tokens.tofile(os.path.join(tmp, f"{split}.bin"))
+            meta[f"{split}_tokens"] = len(tokens)
+            meta[f"{split}_documents"] = len(split_docs)
+        meta["seconds"] = round(time.perf_counter() - start, 2)
+        with open(os.path.join(tmp, "meta.json"), "w") as f:
+            json.dump(meta, f, indent=1)
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+        print(f"Tokenized {meta['documents']} documents ({meta['bytes'] / 1e6:.1f} MB) into {path} in {meta['seconds']} s")
+
+    def setup(self, stage: str | None = None) -> None:
+        path = self.cache_path
+        with open(os.path.join(path, "meta.json")) as f:
+            self.stats = json.load(f)
+        if self.tokenizer is None:
+            self.tokenizer = BPETokenizer.load(os.path.join(path, "tokenizer.json"), self.bpe_vocab_size)
+        self.train_set = TokenWindows(os.path.join(path, "train.bin"), self.block_size)
+        self.val_set = TokenWindows(os.path.join(path, "val.bin"), self.block_size)
+        for split, dataset in (("train", self.train_set), ("val", self.val_set)):
+            if len(dataset) == 0:
+                raise ValueError(
+                    f"data.block_size={self.block_size} is too large for the {split} split "
+                    f"({dataset.n_tokens} tokens): expected at most {dataset.n_tokens - 1}"
+                )
+        if len(self.train_set) < self.batch_size:
+            raise ValueError(
+                f"data.batch_size={self.batch_size} exceeds the {len(self.train_set)} training windows of "
+                f"{self.block_size} tokens: expected at most {len(self.train_set)}"
+            )
+
+    def unigram_entropy(self) -> float:
+        """Entropy (nats/token) of the validation tokens' own frequencies: the loss of a model
+        that knows only how often each token occurs, and nothing of context."""
+        tokens = np.memmap(self.val_set.path, dtype=np.uint32, mode="r")
+        p = np.bincount(tokens).astype(np.float64)
+        p = p[p > 0] / len(tokens)
+        return float(-(p * np.log(p)).sum())
+
+    def train_dataloader(self) -> StatefulDataLoader:
+        return StatefulDataLoader(
+            self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True,
+            num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+        )  # fmt: skip
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=self.batch_size, num_workers=self.num_workers)
+
+    test_dataloader = val_dataloader
+
+
+def _concat_with_eos(sequences: list[list[int]], eos_id: int) -> np.ndarray:
+    """One token stream, each document followed by the end-of-text token."""
+    lengths = np.array([len(s) + 1 for s in sequences])
+    out = np.empty(lengths.sum(), dtype=np.uint32)
+    ends = np.cumsum(lengths)
+    for seq, end in zip(sequences, ends):
+        out[end - len(seq) - 1 : end - 1] = seq
+    out[ends - 1] = eos_id
+    return out

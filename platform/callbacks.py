@@ -1,0 +1,106 @@
+"""Callbacks every run gets (see PlatformCLI.run_callbacks)."""
+
+import random
+import time
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.fabric.utilities.throughput import get_available_flops
+from lightning.pytorch.utilities import rank_zero_only
+
+
+class RNGState(L.Callback):
+    """Saves the Python, NumPy, torch and CUDA random states with each checkpoint and restores them
+    when training resumes, so that dropout and sampling continue exactly where they stopped.
+    States are stored as tensors, ints and tuples: checkpoints load with ``weights_only=True``."""
+
+    def state_dict(self) -> dict:
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        return {
+            "python": random.getstate(),
+            "numpy": (kind, torch.from_numpy(keys.copy()), pos, has_gauss, gauss),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._restore = state_dict
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        state = getattr(self, "_restore", None)
+        if state is None:
+            return
+        version, internal, gauss_next = state["python"]
+        random.setstate((version, tuple(internal), gauss_next))
+        kind, keys, pos, has_gauss, gauss = state["numpy"]
+        np.random.set_state((kind, keys.numpy(), pos, has_gauss, gauss))
+        torch.set_rng_state(state["torch"])
+        if state["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        self._restore = None
+
+
+class SpeedMonitor(L.Callback):
+    """Logs ``perf/samples_per_sec``, ``perf/tokens_per_sec`` (tasks with ``tokens_in(batch)``) and
+    ``perf/mfu`` (tasks with ``flops_per_token(batch)``, on devices whose peak FLOP/s is known),
+    averaged over each logging interval, plus ``perf/time_to_first_step`` since ``start_time``.
+    Only host clocks are read: no device synchronization in the training step."""
+
+    def __init__(self, start_time: float | None = None):
+        self.start_time = time.perf_counter() if start_time is None else start_time
+        self.time_to_first_step: float | None = None
+        self.tokens_per_sec: float | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.peak_flops = get_available_flops(trainer.strategy.root_device, _compute_dtype(trainer))
+        self._reset_window()
+
+    def _reset_window(self) -> None:
+        self.window_start, self.samples, self.tokens, self.flops = time.perf_counter(), 0, 0, 0.0
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        if self.time_to_first_step is None:
+            self.time_to_first_step = time.perf_counter() - self.start_time
+            pl_module.log("perf/time_to_first_step", self.time_to_first_step, rank_zero_only=True)
+        self.samples += len(batch)
+        if hasattr(pl_module, "tokens_in"):
+            self.tokens += pl_module.tokens_in(batch)
+            flops_per_token = pl_module.flops_per_token(batch) if hasattr(pl_module, "flops_per_token") else None
+            self.flops += (flops_per_token or 0.0) * pl_module.tokens_in(batch)
+        if trainer.global_step % trainer.log_every_n_steps == 0:
+            elapsed = time.perf_counter() - self.window_start
+            world = trainer.world_size
+            metrics = {"perf/samples_per_sec": self.samples * world / elapsed}
+            if self.tokens:
+                self.tokens_per_sec = self.tokens * world / elapsed
+                metrics["perf/tokens_per_sec"] = self.tokens_per_sec
+            if self.flops and self.peak_flops:
+                metrics["perf/mfu"] = self.flops / elapsed / self.peak_flops
+            pl_module.log_dict(metrics, prog_bar=False, rank_zero_only=True)
+            pl_module.log("tok/s", self.tokens_per_sec or metrics["perf/samples_per_sec"], prog_bar=True, logger=False, rank_zero_only=True)
+            self._reset_window()
+
+
+class LastValidation(L.Callback):
+    """Remembers the global step of the last validation, so fit can end with one on the final weights."""
+
+    step: int | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.step = trainer.global_step
+
+
+def _compute_dtype(trainer: L.Trainer) -> torch.dtype:
+    precision = str(trainer.precision)
+    if precision.startswith("bf16"):
+        return torch.bfloat16
+    if precision.startswith("16"):
+        return torch.float16
+    return torch.float32
+
+
+@rank_zero_only
+def print_rank_zero(*args) -> None:
+    print(*args, flush=True)

@@ -1,0 +1,193 @@
+"""``python -m platform``: LightningCLI with the platform's defaults.
+
+What every run gets (on top of what its config says):
+- a run directory of its own, ``runs/<name>/`` (``<name>`` from ``run.name``, else the config file's
+  name); a fresh fit never reuses one, so nothing is overwritten;
+- a last checkpoint every ``run.checkpoint_every`` steps and at the end, in ``<run>/checkpoints/``;
+- learning-rate logging, throughput (samples/s, tokens/s, MFU where known) and time to first step;
+- the RNG states saved in checkpoints, so a resumed run continues as the uninterrupted one would;
+- W&B logging into ``<run>/wandb``, offline when there are no credentials (``trainer.logger``
+  replaces it: ``false``, or a CSV or TensorBoard logger);
+- ``--ckpt_path`` taking ``last`` (an error when there is nothing to resume), a run directory or a file.
+"""
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI, instantiate_class
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
+from platform.callbacks import LastValidation, RNGState, SpeedMonitor, print_rank_zero
+from platform.loggers import wandb_logger, wandb_sync_hint
+from platform.runs import new_run_dir, resolve_ckpt_path, run_dir_of
+
+START_TIME = time.perf_counter()
+
+
+@dataclass
+class Run:
+    """Where a run lives and how often it is checkpointed.
+
+    Args:
+        name: the run's name; default: the first config file's name (configs/gpt_small.yaml -> gpt_small).
+        dir: the directory that holds all runs.
+        checkpoint_every: save ``last.ckpt`` every this many optimizer steps (and at the end).
+        project: the W&B project.
+    """
+
+    name: str | None = None
+    dir: str = "runs"
+    checkpoint_every: int = 200
+    project: str = "platform"
+
+
+class PlatformCLI(LightningCLI):
+    def __init__(self, args=None, run: bool = True):
+        super().__init__(
+            L.LightningModule,
+            L.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_callback=None,  # written into the run directory by before_fit
+            auto_configure_optimizers=False,  # each task configures its own
+            parser_kwargs={"prog": "python -m platform"},
+            args=args,
+            run=run,
+        )
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_class_arguments(Run, "run")
+
+    # -- names and directories -----------------------------------------------------------------
+    @property
+    def _config(self):
+        return self.config.get(str(self.subcommand), self.config)
+
+    @property
+    def run_name(self) -> str:
+        config = self.config.get(self.config.get("subcommand") or "", self.config)
+        if config.run.name:
+            return config.run.name
+        files = config.get("config") or []
+        if files:
+            return os.path.splitext(os.path.basename(str(files[0])))[0]
+        return config.model.class_path.rsplit(".", 1)[-1].lower()
+
+    def _parse_ckpt_path(self) -> None:
+        """Resolve ``last`` and run directories to a file before Lightning reads its hyperparameters."""
+        subcommand = self.config.get("subcommand")
+        if subcommand and self.config[subcommand].get("ckpt_path"):
+            config = self.config[subcommand]
+            config.ckpt_path = resolve_ckpt_path(config.ckpt_path, config.run.dir, self.run_name)
+        super()._parse_ckpt_path()
+
+    # -- instantiation ---------------------------------------------------------------------------
+    def instantiate_classes(self) -> None:
+        """Instantiate the datamodule first and fill the network arguments it determines (such as
+        ``vocab_size``) wherever the model config leaves them ``None``; then everything else."""
+        config = self._config
+        self.datamodule = instantiate_class((), config.data.as_dict())
+        _fill_none(config.model, getattr(self.datamodule, "model_args", {}))
+        to_instantiate = self.config.clone()
+        to_instantiate.get(str(self.subcommand), to_instantiate).data = None  # already built
+        self.config_init = self.parser.instantiate_classes(to_instantiate)
+        self.config_init.get(str(self.subcommand), self.config_init).data = self.datamodule
+        self.model = self._get(self.config_init, "model")
+        self.trainer = self.instantiate_trainer()
+
+    def instantiate_trainer(self, **kwargs) -> L.Trainer:
+        config = self._config
+        ckpt_path = config.get("ckpt_path")
+        if self.subcommand == "fit" and not ckpt_path:
+            self.run_dir = new_run_dir(config.run.dir, self.run_name)
+        else:
+            self.run_dir = (run_dir_of(ckpt_path) if ckpt_path else None) or os.path.join(config.run.dir, self.run_name)
+        trainer_init = self.config_init.get(str(self.subcommand), self.config_init).trainer
+        callbacks = trainer_init.get("callbacks") or []
+        callbacks = [callbacks] if isinstance(callbacks, L.Callback) else list(callbacks)
+        kwargs["callbacks"] = callbacks + self.run_callbacks(config)
+        kwargs["default_root_dir"] = self.run_dir
+        logger = trainer_init.get("logger")
+        if logger is None or logger is True:  # not chosen by the config: W&B for fit, none otherwise
+            logger = wandb_logger(self.run_dir, self.run_name, config.run.project, config) if self.subcommand == "fit" else False
+        kwargs["logger"] = logger
+        return super().instantiate_trainer(**kwargs)
+
+    def run_callbacks(self, config) -> list[L.Callback]:
+        if config.run.checkpoint_every < 1:
+            raise ValueError(f"run.checkpoint_every={config.run.checkpoint_every}: expected a positive number of steps")
+        return [
+            ModelCheckpoint(
+                dirpath=os.path.join(self.run_dir, "checkpoints"), filename="step{step}", auto_insert_metric_name=False,
+                every_n_train_steps=config.run.checkpoint_every, save_top_k=0, save_last=True,
+            ),
+            LearningRateMonitor(logging_interval="step"),
+            RNGState(),
+            SpeedMonitor(start_time=START_TIME),
+            LastValidation(),
+        ]  # fmt: skip
+
+    # -- fit -------------------------------------------------------------------------------------
+    def before_fit(self) -> None:
+        if self.trainer.is_global_zero and not self._config.get("ckpt_path"):
+            os.makedirs(self.run_dir, exist_ok=True)
+            self._parser(self.subcommand).save(self._config, os.path.join(self.run_dir, "config.yaml"), skip_none=False, overwrite=False)
+
+    def after_fit(self) -> None:
+        trainer, model, datamodule = self.trainer, self.model, self.datamodule
+        tracker = next(c for c in trainer.callbacks if isinstance(c, LastValidation))
+        if tracker.step != trainer.global_step and trainer.limit_val_batches:  # report the final weights' loss
+            trainer.validate(model, datamodule=datamodule, verbose=False)
+        if not trainer.is_global_zero:
+            return
+        lines = [f"Run directory: {self.run_dir}", f"  checkpoint:  {os.path.join(self.run_dir, 'checkpoints', 'last.ckpt')}"]
+        lines.append(f"  config:      {os.path.join(self.run_dir, 'config.yaml')}")
+        if isinstance(trainer.logger, WandbLogger):
+            lines.append(f"  W&B run:     {wandb_sync_hint(trainer.logger)}")
+        speed = next((c for c in trainer.callbacks if isinstance(c, SpeedMonitor)), None)
+        if speed and speed.time_to_first_step is not None:
+            lines.append(f"  time to first step: {speed.time_to_first_step:.1f} s")
+        val_loss = trainer.callback_metrics.get("val/loss")
+        if val_loss is not None:
+            lines.append(f"  final val/loss: {float(val_loss):.4f}")
+        if hasattr(datamodule, "unigram_entropy") and val_loss is not None:
+            entropy = datamodule.unigram_entropy()
+            lines.append(f"  unigram entropy of the val tokens: {entropy:.4f} (val/loss is {entropy - float(val_loss):.2f} nats below)")
+        if getattr(model, "sample", None):
+            lines.append(f"  sample: {model.sample!r}")
+        print_rank_zero("\n".join(lines))
+
+
+def _fill_none(config, values: dict) -> None:
+    """Set ``key`` to ``values[key]`` in every ``init_args`` under ``config`` where it is None."""
+    if not values or config is None:
+        return
+    if hasattr(config, "items"):
+        init_args = config.get("init_args") if "class_path" in config else None
+        if init_args is not None:
+            for key, value in values.items():
+                if key in init_args and init_args[key] is None:
+                    init_args[key] = value
+        for child in (config.values() if not hasattr(config, "__dict__") else vars(config).values()):
+            _fill_none(child, values)
+    elif isinstance(config, list):
+        for child in config:
+            _fill_none(child, values)
+
+
+def main(args=None) -> None:
+    """Run the CLI; bad input ends with one line naming the problem and exit status 2."""
+    torch.set_float32_matmul_precision("high")
+    try:
+        PlatformCLI(args=args)
+    except (ValueError, FileNotFoundError, MisconfigurationException) as err:
+        if os.environ.get("PLATFORM_DEBUG"):
+            raise
+        print(f"error: {err}  (PLATFORM_DEBUG=1 shows the traceback)", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,5 @@
+"""One LightningModule per objective; the networks they share live in tasks.nets."""
+
+from tasks.causal_lm import CausalLM
+
+__all__ = ["CausalLM"]

@@ -1,0 +1,113 @@
+"""Causal language modelling: predict each next token; the objective behind GPT."""
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric
+
+from tasks.hparams import save_hyperparameters
+from tasks.optim import adamw, warmup_cosine
+
+
+class CausalLM(L.LightningModule):
+    """Next-token prediction with a decoder network (e.g. ``tasks.nets.GPT``).
+
+    Batches are windows of ``T + 1`` token ids; the first ``T`` are the input, the last ``T`` the
+    targets. Logs ``train/loss``, ``val/loss``, ``val/ppl`` and, at every validation, a sample
+    generated from ``sample_prompt`` (at a fixed seed, without touching the training RNG).
+
+    Args:
+        net: the network; ``forward(idx)`` returns logits ``(B, T, vocab)``.
+        lr, weight_decay, betas: AdamW; decay applies to matrices only.
+        warmup_steps, min_lr_ratio: linear warmup, then cosine decay to ``min_lr_ratio * lr`` at the
+            run's last step.
+        sample_prompt, sample_tokens, temperature, top_k: the sample logged at every validation.
+        compile: compile the network in place with ``torch.compile`` (checkpoints stay interchangeable).
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        lr: float = 6e-4,
+        weight_decay: float = 0.1,
+        betas: tuple[float, float] = (0.9, 0.95),
+        warmup_steps: int = 100,
+        min_lr_ratio: float = 0.1,
+        sample_prompt: str = "The",
+        sample_tokens: int = 40,
+        temperature: float = 0.8,
+        top_k: int | None = 50,
+        compile: bool = False,
+    ):
+        super().__init__()
+        if lr <= 0 or warmup_steps < 0 or not 0 <= min_lr_ratio <= 1:
+            raise ValueError(f"lr={lr}, warmup_steps={warmup_steps}, min_lr_ratio={min_lr_ratio}: expected lr > 0, warmup_steps >= 0, 0 <= min_lr_ratio <= 1")
+        save_hyperparameters(self)
+        self.net = net
+        self.val_loss = MeanMetric()
+        self.sample: str | None = None
+
+    def configure_model(self) -> None:
+        if self.hparams.compile:
+            self.net.compile()  # in place: state_dict keys stay those of the eager model
+
+    def setup(self, stage: str) -> None:
+        datamodule = self.trainer.datamodule
+        data_vocab, net_vocab = getattr(datamodule, "vocab_size", None), getattr(self.net, "vocab_size", None)
+        if data_vocab and net_vocab and net_vocab < data_vocab:
+            raise ValueError(f"net vocab_size={net_vocab} is smaller than the tokenizer's vocabulary ({data_vocab}): expected at least {data_vocab}")
+        block_size = getattr(datamodule, "block_size", None)
+        if block_size and block_size > getattr(self.net, "block_size", block_size):
+            raise ValueError(f"data.block_size={block_size} exceeds the model's context, net block_size={self.net.block_size}: lower the first or raise the second")
+
+    def loss(self, batch: torch.Tensor) -> torch.Tensor:
+        logits = self.net(batch[:, :-1])
+        return F.cross_entropy(logits.flatten(0, 1).float(), batch[:, 1:].flatten())
+
+    def tokens_in(self, batch: torch.Tensor) -> int:
+        return batch[:, :-1].numel()
+
+    def flops_per_token(self, batch: torch.Tensor) -> float | None:
+        count = getattr(self.net, "flops_per_token", None)
+        return count(batch.size(1) - 1) if count else None
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        loss = self.loss(batch)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        self.val_loss.update(self.loss(batch), weight=batch[:, 1:].numel())
+
+    def on_validation_epoch_end(self) -> None:
+        loss = self.val_loss.compute()
+        self.val_loss.reset()
+        self.log_dict({"val/loss": loss, "val/ppl": loss.exp()}, prog_bar=True, sync_dist=False)
+        tokenizer = getattr(self.trainer.datamodule, "tokenizer", None)
+        if tokenizer is not None and self.hparams.sample_tokens > 0 and not self.trainer.sanity_checking:
+            self.sample = self.generate(self.hparams.sample_prompt, self.hparams.sample_tokens, tokenizer=tokenizer)
+            if hasattr(self.logger, "log_text"):
+                self.logger.log_text("samples", columns=["step", "text"], data=[[self.global_step, self.sample]])
+
+    @torch.no_grad()
+    def generate(self, prompt: str, max_new_tokens: int, temperature: float | None = None, top_k: int | None = None, tokenizer=None, seed: int = 0) -> str:
+        """Continue ``prompt``; sampling uses its own seed, leaving the global RNG state as it was."""
+        tokenizer = tokenizer or self.trainer.datamodule.tokenizer
+        ids = tokenizer.encode_batch([prompt])[0] or [tokenizer.eos_id]
+        idx = torch.tensor([ids], device=self.device)
+        temperature = self.hparams.temperature if temperature is None else temperature
+        top_k = self.hparams.top_k if top_k is None else top_k
+        was_training = self.net.training
+        self.net.eval()
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            out = self.net.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k)
+        self.net.train(was_training)
+        return tokenizer.decode(out[0].tolist())
+
+    def configure_optimizers(self):
+        h = self.hparams
+        optimizer = adamw(self.net, h.lr, h.weight_decay, h.betas)
+        schedule = warmup_cosine(optimizer, h.warmup_steps, self.trainer.estimated_stepping_batches, h.min_lr_ratio)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

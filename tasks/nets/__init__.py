@@ -1,0 +1,5 @@
+"""Networks, injected into tasks through the config (``class_path``/``init_args``)."""
+
+from tasks.nets.gpt import GPT
+
+__all__ = ["GPT"]

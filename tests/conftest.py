@@ -1,0 +1,29 @@
+import os
+
+import pytest
+
+from platform.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def token_cache(tmp_path_factory) -> str:
+    """One token cache for the whole session: each corpus is tokenized once."""
+    return str(tmp_path_factory.mktemp("tokens"))
+
+
+@pytest.fixture
+def cli(tmp_path, token_cache, monkeypatch):
+    """Run ``python -m platform`` in-process, with runs under tmp_path and W&B off unless asked."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("WANDB_MODE", os.environ.get("TEST_WANDB_MODE", "disabled"))
+    runs = tmp_path / "runs"
+
+    def run(*args: str) -> str:
+        args = list(args)
+        subcommand, rest = args[0], args[1:]
+        main([subcommand, *rest, "--run.dir", str(runs), "--data.init_args.cache_dir", token_cache, "--trainer.enable_progress_bar", "false"])
+        return str(runs)
+
+    return run
