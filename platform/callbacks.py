@@ -82,14 +82,18 @@ class SpeedMonitor(L.Callback):
             self._reset_window()
 
 
-class LastValidation(L.Callback):
-    """Remembers the global step of the last validation, so fit can end with one on the final weights."""
+class ValidationReport(L.Callback):
+    """Prints one line per validation (readable in a batch job's log, where no progress bar is) and
+    remembers its step, so that fit can end with a validation of the final weights."""
 
     step: int | None = None
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self.step = trainer.global_step
+        if trainer.sanity_checking:
+            return
+        self.step = trainer.global_step
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "train/"))}
+        print_rank_zero(f"step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items())))
 
 
 def _compute_dtype(trainer: L.Trainer) -> torch.dtype:

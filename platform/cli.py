@@ -23,7 +23,7 @@ from lightning.pytorch.cli import LightningCLI, instantiate_class
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from platform.callbacks import LastValidation, RNGState, SpeedMonitor, print_rank_zero
+from platform.callbacks import ValidationReport, RNGState, SpeedMonitor, print_rank_zero
 from platform.loggers import wandb_logger, wandb_sync_hint
 from platform.runs import new_run_dir, resolve_ckpt_path, run_dir_of
 
@@ -109,39 +109,35 @@ class PlatformCLI(LightningCLI):
         else:
             self.run_dir = (run_dir_of(ckpt_path) if ckpt_path else None) or os.path.join(config.run.dir, self.run_name)
         trainer_init = self.config_init.get(str(self.subcommand), self.config_init).trainer
-        callbacks = trainer_init.get("callbacks") or []
-        callbacks = [callbacks] if isinstance(callbacks, L.Callback) else list(callbacks)
-        kwargs["callbacks"] = callbacks + self.run_callbacks(config)
-        kwargs["default_root_dir"] = self.run_dir
         logger = trainer_init.get("logger")
         if logger is None or logger is True:  # not chosen by the config: W&B for fit, none otherwise
             logger = wandb_logger(self.run_dir, self.run_name, config.run.project, config) if self.subcommand == "fit" else False
-        kwargs["logger"] = logger
+        callbacks = trainer_init.get("callbacks") or []
+        callbacks = [callbacks] if isinstance(callbacks, L.Callback) else list(callbacks)
+        kwargs.update(callbacks=callbacks + self.run_callbacks(config, has_logger=bool(logger)), logger=logger, default_root_dir=self.run_dir)
         return super().instantiate_trainer(**kwargs)
 
-    def run_callbacks(self, config) -> list[L.Callback]:
+    def run_callbacks(self, config, has_logger: bool) -> list[L.Callback]:
         if config.run.checkpoint_every < 1:
             raise ValueError(f"run.checkpoint_every={config.run.checkpoint_every}: expected a positive number of steps")
-        return [
-            ModelCheckpoint(
-                dirpath=os.path.join(self.run_dir, "checkpoints"), filename="step{step}", auto_insert_metric_name=False,
-                every_n_train_steps=config.run.checkpoint_every, save_top_k=0, save_last=True,
-            ),
-            LearningRateMonitor(logging_interval="step"),
-            RNGState(),
-            SpeedMonitor(start_time=START_TIME),
-            LastValidation(),
-        ]  # fmt: skip
+        checkpoint = ModelCheckpoint(
+            dirpath=os.path.join(self.run_dir, "checkpoints"), every_n_train_steps=config.run.checkpoint_every, save_top_k=0, save_last=True
+        )
+        learning_rate = [LearningRateMonitor(logging_interval="step")] if has_logger else []
+        return [checkpoint, *learning_rate, RNGState(), SpeedMonitor(start_time=START_TIME), ValidationReport()]
 
     # -- fit -------------------------------------------------------------------------------------
     def before_fit(self) -> None:
         if self.trainer.is_global_zero and not self._config.get("ckpt_path"):
             os.makedirs(self.run_dir, exist_ok=True)
             self._parser(self.subcommand).save(self._config, os.path.join(self.run_dir, "config.yaml"), skip_none=False, overwrite=False)
+            if isinstance(self.trainer.logger, WandbLogger):
+                with open(os.path.join(self.run_dir, "wandb_id"), "w") as f:
+                    f.write(f"{self.trainer.logger.version}\n")
 
     def after_fit(self) -> None:
         trainer, model, datamodule = self.trainer, self.model, self.datamodule
-        tracker = next(c for c in trainer.callbacks if isinstance(c, LastValidation))
+        tracker = next(c for c in trainer.callbacks if isinstance(c, ValidationReport))
         if tracker.step != trainer.global_step and trainer.limit_val_batches:  # report the final weights' loss
             trainer.validate(model, datamodule=datamodule, verbose=False)
         if not trainer.is_global_zero:

@@ -17,16 +17,11 @@ def has_wandb_credentials() -> bool:
 
 
 def wandb_logger(run_dir: str, name: str, project: str, config) -> WandbLogger:
-    """A W&B logger writing to ``<run_dir>/wandb``. The run id is kept in ``<run_dir>/wandb_id``, so a
-    resumed run logs into the same W&B run. Offline unless credentials exist or WANDB_MODE says otherwise."""
-    os.makedirs(run_dir, exist_ok=True)
+    """A W&B logger writing to ``<run_dir>/wandb``, offline unless there are credentials or WANDB_MODE
+    says otherwise. The run id is kept in ``<run_dir>/wandb_id`` (written when the fit starts), so a
+    resumed run logs into the same W&B run."""
     id_file = os.path.join(run_dir, "wandb_id")
-    if os.path.exists(id_file):
-        run_id = open(id_file).read().strip()
-    else:
-        run_id = secrets.token_hex(4)
-        with open(id_file, "w") as f:
-            f.write(run_id + "\n")
+    run_id = open(id_file).read().strip() if os.path.exists(id_file) else secrets.token_hex(4)
     offline = "WANDB_MODE" not in os.environ and not has_wandb_credentials()
     model = config.model.class_path.rsplit(".", 1)[-1]
     data = config.data.class_path.rsplit(".", 1)[-1]
@@ -37,7 +32,10 @@ def wandb_logger(run_dir: str, name: str, project: str, config) -> WandbLogger:
 
 
 def wandb_sync_hint(logger: WandbLogger) -> str:
+    if os.environ.get("WANDB_MODE") == "disabled":
+        return "disabled (WANDB_MODE=disabled)"
     run = logger.experiment
-    if getattr(run, "offline", False) or os.environ.get("WANDB_MODE") == "offline":
-        return f"offline in {run.dir.rsplit('/files', 1)[0]}; upload with: wandb sync {run.dir.rsplit('/files', 1)[0]}"
-    return getattr(run, "url", None) or "disabled"
+    if run.offline:
+        run_dir = os.path.dirname(run.dir)  # .../wandb/offline-run-<time>-<id>/files
+        return f"offline in {run_dir}; upload with: wandb sync {run_dir}"
+    return run.url

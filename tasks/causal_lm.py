@@ -106,8 +106,17 @@ class CausalLM(L.LightningModule):
         self.net.train(was_training)
         return tokenizer.decode(out[0].tolist())
 
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        if gradient_clip_val and str(self.trainer.precision).startswith("bf16"):
+            # bf16 has no loss scale to undo, so clip directly (Lightning's AMP plugin refuses fused AdamW)
+            clip = nn.utils.clip_grad_value_ if gradient_clip_algorithm == "value" else nn.utils.clip_grad_norm_
+            clip(self.parameters(), gradient_clip_val)
+        else:
+            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
     def configure_optimizers(self):
         h = self.hparams
-        optimizer = adamw(self.net, h.lr, h.weight_decay, h.betas)
+        # fp16 loss scaling unscales inside a fused step, which Lightning's gradient clipping refuses
+        optimizer = adamw(self.net, h.lr, h.weight_decay, h.betas, fused=self.trainer.precision != "16-mixed")
         schedule = warmup_cosine(optimizer, h.warmup_steps, self.trainer.estimated_stepping_batches, h.min_lr_ratio)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

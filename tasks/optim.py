@@ -6,15 +6,15 @@ import torch
 from torch import nn
 
 
-def adamw(module: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float]) -> torch.optim.AdamW:
+def adamw(module: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float], fused: bool) -> torch.optim.AdamW:
     """AdamW whose weight decay applies to matrices (linear and embedding weights) only, not to
-    biases and norms; fused where every parameter is on a device that supports it."""
+    biases and norms; ``fused`` (one kernel for all parameters) where they are all on a GPU."""
     params = [p for p in module.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
-    fused = all(p.device.type in ("cuda", "xpu") for p in params) and bool(params)
+    fused = fused and bool(params) and all(p.device.type == "cuda" for p in params)
     return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None)
 
 

@@ -17,6 +17,7 @@ def token_cache(tmp_path_factory) -> str:
 def cli(tmp_path, token_cache, monkeypatch):
     """Run ``python -m platform`` in-process, with runs under tmp_path and W&B off unless asked."""
     monkeypatch.chdir(ROOT)
+    monkeypatch.setattr("sys.argv", ["python -m platform"])
     monkeypatch.setenv("WANDB_MODE", os.environ.get("TEST_WANDB_MODE", "disabled"))
     runs = tmp_path / "runs"
 

@@ -1,0 +1,103 @@
+"""The CLI as a user meets it: every config runs, outputs land in the run directory, bad input
+gets one line and exit status 2, and --ckpt_path last resumes or refuses."""
+
+import glob
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.conftest import ROOT
+
+CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.yaml")))
+TINY = {  # overrides that make any config run a few steps in seconds
+    "gpt2_124m.yaml": ["--model.init_args.net.init_args.n_layer", "1", "--model.init_args.net.init_args.n_embd", "64",
+                       "--model.init_args.net.init_args.n_head", "2", "--data.init_args.block_size", "32",
+                       "--data.init_args.batch_size", "2", "--data.init_args.num_workers", "0",
+                       "--model.init_args.compile", "false"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=os.path.basename)
+def test_every_config_runs_a_few_steps(cli, config):
+    extra = TINY.get(os.path.basename(config), [])
+    runs = cli("fit", "--config", config, *extra, "--trainer.max_steps", "3", "--trainer.val_check_interval", "3",
+               "--trainer.limit_val_batches", "2", "--trainer.logger", "false")  # fmt: skip
+    name = os.path.splitext(os.path.basename(config))[0]
+    ckpt = torch.load(os.path.join(runs, name, "checkpoints", "last.ckpt"), weights_only=True, map_location="cpu")
+    assert ckpt["global_step"] == 3
+    assert ckpt["hyper_parameters"]["net"]["init_args"]["vocab_size"]  # filled from the data
+    assert os.path.isfile(os.path.join(runs, name, "config.yaml"))
+
+
+def test_fit_prints_where_outputs_are_and_beats_nothing(cli, capsys):
+    runs = cli("fit", "--config", "configs/gpt_nano.yaml", "--trainer.logger", "false")
+    out = capsys.readouterr().out
+    assert f"Run directory: {runs}/gpt_nano" in out
+    assert "final val/loss:" in out and "unigram entropy of the val tokens:" in out and "sample: 'The" in out
+    assert "time to first step:" in out
+
+
+def test_a_second_fresh_run_never_overwrites_the_first(cli):
+    runs = cli("fit", "--config", "configs/gpt_nano.yaml", "--trainer.max_steps", "2", "--trainer.logger", "false")
+    first = os.path.getmtime(os.path.join(runs, "gpt_nano", "checkpoints", "last.ckpt"))
+    cli("fit", "--config", "configs/gpt_nano.yaml", "--trainer.max_steps", "2", "--trainer.logger", "false")
+    assert os.path.getmtime(os.path.join(runs, "gpt_nano", "checkpoints", "last.ckpt")) == first
+    assert os.path.isfile(os.path.join(runs, "gpt_nano-2", "checkpoints", "last.ckpt"))
+
+
+def test_resume_continues_from_last_and_validate_reads_it(cli, capsys):
+    runs = cli("fit", "--config", "configs/gpt_nano.yaml", "--trainer.max_steps", "10", "--trainer.logger", "false")
+    cli("fit", "--config", "configs/gpt_nano.yaml", "--ckpt_path", "last", "--trainer.max_steps", "20", "--trainer.logger", "false")
+    ckpt = torch.load(os.path.join(runs, "gpt_nano", "checkpoints", "last.ckpt"), weights_only=True)
+    assert ckpt["global_step"] == 20
+    assert not os.path.exists(os.path.join(runs, "gpt_nano-2"))  # resumed in place
+    capsys.readouterr()
+    cli("validate", "--config", "configs/gpt_nano.yaml", "--ckpt_path", "last")
+    assert "val/loss" in capsys.readouterr().out
+
+
+def run_bad(cli, capsys, *args) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        cli(*args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err)
+    return err[-1]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["--data.init_args.corpus", "missing/corpus.txt"], "corpus path 'missing/corpus.txt': file not found"),
+        (["--data.init_args.corpus", "missing/*.txt"], "corpus path 'missing/*.txt': glob matches no file"),
+        (["--data.init_args.tokenizer", "sentencepiece"], "tokenizer='sentencepiece': expected one of gpt2, bpe, bytes"),
+        (["--data.init_args.block_size", "500000"], "data.block_size=500000 is too large for the val split"),
+        (["--data.init_args.block_size", "128"], "data.block_size=128 exceeds the model's context, net block_size=64"),
+        (["--model.init_args.net.init_args.vocab_size", "100"], "net vocab_size=100 is smaller than the tokenizer's vocabulary (257)"),
+        (["--ckpt_path", "last"], "--ckpt_path last: no checkpoint to resume"),
+        (["--ckpt_path", "nowhere.ckpt"], "--ckpt_path nowhere.ckpt: no such file"),
+        (["--trainer.max_stepz", "3"], "trainer.max_stepz"),
+    ],
+)
+def test_bad_input_gets_one_line_and_exit_2(cli, capsys, overrides, message):
+    line = run_bad(cli, capsys, "fit", "--config", "configs/gpt_nano.yaml", "--trainer.logger", "false", *overrides)
+    assert message in line
+
+
+def test_empty_corpus_is_refused(cli, capsys, tmp_path):
+    (tmp_path / "empty.txt").write_text("")
+    line = run_bad(cli, capsys, "fit", "--config", "configs/gpt_nano.yaml", "--data.init_args.corpus", str(tmp_path / "empty.txt"))
+    assert "no text in its 1 file" in line
+
+
+def test_bad_input_from_a_real_shell():
+    out = subprocess.run(
+        [sys.executable, "-m", "platform", "fit", "--config", "configs/gpt_nano.yaml", "--data.init_args.corpus", "nope.txt"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "WANDB_MODE": "disabled"},
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1].startswith("error: corpus path 'nope.txt': file not found")
+    assert "Traceback" not in out.stderr
