@@ -80,6 +80,7 @@ class TextDataModule(L.LightningDataModule):
         if not 0 < val_fraction < 1:
             raise ValueError(f"val_fraction={val_fraction}: expected a number between 0 and 1")
         self.vocab_size = tokenizer_vocab_size(tokenizer, bpe_vocab_size)
+        resolve_files(corpus)  # a missing file fails here, before any run directory is made
         self.corpus, self.text_field, self.tokenizer_name, self.bpe_vocab_size = corpus, text_field, tokenizer, bpe_vocab_size
         self.block_size, self.batch_size, self.num_workers = block_size, batch_size, num_workers
         self.val_fraction, self.split_seed, self.cache_dir = val_fraction, split_seed, cache_dir

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 
 import lightning as L
 import torch
+import yaml
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, instantiate_class
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from platform.callbacks import ValidationReport, RNGState, SpeedMonitor, print_rank_zero
-from platform.loggers import wandb_logger, wandb_sync_hint
+from platform.callbacks import RNGState, SpeedMonitor, ValidationReport, print_rank_zero
+from platform.loggers import finish_wandb, wandb_logger, wandb_sync_hint
 from platform.runs import new_run_dir, resolve_ckpt_path, run_dir_of
 
 START_TIME = time.perf_counter()
@@ -63,11 +64,16 @@ class PlatformCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_class_arguments(Run, "run")
+        # Lightning would log the model's hparams flattened; before_fit logs the whole nested config once
+        parser.set_defaults({"trainer.enable_autolog_hparams": False})
 
     # -- names and directories -----------------------------------------------------------------
+    def _of_subcommand(self, namespace):
+        return namespace.get(str(self.subcommand), namespace)
+
     @property
     def _config(self):
-        return self.config.get(str(self.subcommand), self.config)
+        return self._of_subcommand(self.config)
 
     @property
     def run_name(self) -> str:
@@ -95,10 +101,10 @@ class PlatformCLI(LightningCLI):
         self.datamodule = instantiate_class((), config.data.as_dict())
         _fill_none(config.model, getattr(self.datamodule, "model_args", {}))
         to_instantiate = self.config.clone()
-        to_instantiate.get(str(self.subcommand), to_instantiate).data = None  # already built
+        self._of_subcommand(to_instantiate).data = None  # already built
         self.config_init = self.parser.instantiate_classes(to_instantiate)
-        self.config_init.get(str(self.subcommand), self.config_init).data = self.datamodule
-        self.model = self._get(self.config_init, "model")
+        self._of_subcommand(self.config_init).data = self.datamodule
+        self.model = self._of_subcommand(self.config_init).model
         self.trainer = self.instantiate_trainer()
 
     def instantiate_trainer(self, **kwargs) -> L.Trainer:
@@ -108,7 +114,7 @@ class PlatformCLI(LightningCLI):
             self.run_dir = new_run_dir(config.run.dir, self.run_name)
         else:
             self.run_dir = (run_dir_of(ckpt_path) if ckpt_path else None) or os.path.join(config.run.dir, self.run_name)
-        trainer_init = self.config_init.get(str(self.subcommand), self.config_init).trainer
+        trainer_init = self._of_subcommand(self.config_init).trainer
         logger = trainer_init.get("logger")
         if logger is None or logger is True:  # not chosen by the config: W&B for fit, none otherwise
             logger = wandb_logger(self.run_dir, self.run_name, config.run.project, config) if self.subcommand == "fit" else False
@@ -134,6 +140,8 @@ class PlatformCLI(LightningCLI):
             if isinstance(self.trainer.logger, WandbLogger):
                 with open(os.path.join(self.run_dir, "wandb_id"), "w") as f:
                     f.write(f"{self.trainer.logger.version}\n")
+        if self.trainer.logger:
+            self.trainer.logger.log_hyperparams(yaml.safe_load(self._parser(self.subcommand).dump(self._config, skip_none=False)))
 
     def after_fit(self) -> None:
         trainer, model, datamodule = self.trainer, self.model, self.datamodule
@@ -183,7 +191,9 @@ def main(args=None) -> None:
     try:
         PlatformCLI(args=args)
     except (ValueError, FileNotFoundError, MisconfigurationException) as err:
+        finish_wandb(exit_code=2)
         if os.environ.get("PLATFORM_DEBUG"):
             raise
         print(f"error: {err}  (PLATFORM_DEBUG=1 shows the traceback)", file=sys.stderr)
         sys.exit(2)
+    finish_wandb()

@@ -3,6 +3,7 @@
 import netrc
 import os
 import secrets
+import sys
 
 from lightning.pytorch.loggers import WandbLogger
 
@@ -39,3 +40,11 @@ def wandb_sync_hint(logger: WandbLogger) -> str:
         run_dir = os.path.dirname(run.dir)  # .../wandb/offline-run-<time>-<id>/files
         return f"offline in {run_dir}; upload with: wandb sync {run_dir}"
     return run.url
+
+
+def finish_wandb(exit_code: int = 0) -> None:
+    """Close the W&B run of this process, if one was started, so that a later run in the same process
+    (tests, notebooks) starts its own instead of silently reusing it."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish(exit_code=exit_code)

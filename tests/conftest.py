@@ -1,4 +1,5 @@
 import os
+import sys
 
 import pytest
 
@@ -15,13 +16,16 @@ def token_cache(tmp_path_factory) -> str:
 
 @pytest.fixture
 def cli(tmp_path, token_cache, monkeypatch):
-    """Run ``python -m platform`` in-process, with runs under tmp_path and W&B off unless asked."""
+    """Run ``python -m platform`` in-process, with runs under tmp_path and W&B disabled unless asked."""
     monkeypatch.chdir(ROOT)
     monkeypatch.setattr("sys.argv", ["python -m platform"])
-    monkeypatch.setenv("WANDB_MODE", os.environ.get("TEST_WANDB_MODE", "disabled"))
     runs = tmp_path / "runs"
 
-    def run(*args: str) -> str:
+    def run(*args: str, wandb_mode: str | None = "disabled") -> str:
+        if wandb_mode:
+            monkeypatch.setenv("WANDB_MODE", wandb_mode)
+        if "wandb" in sys.modules:  # W&B caches its environment per process: start each run afresh
+            sys.modules["wandb"].teardown()
         args = list(args)
         subcommand, rest = args[0], args[1:]
         main([subcommand, *rest, "--run.dir", str(runs), "--data.init_args.cache_dir", token_cache, "--trainer.enable_progress_bar", "false"])
