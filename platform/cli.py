@@ -26,7 +26,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from platform.callbacks import RNGState, SpeedMonitor, ValidationReport, print_rank_zero
 from platform.loggers import finish_wandb, wandb_logger, wandb_sync_hint
-from platform.runs import new_run_dir, resolve_ckpt_path, run_dir_of
+from platform.runs import check_fits, new_run_dir, read_checkpoint, resolve_ckpt_path, run_dir_of
 
 START_TIME = time.perf_counter()
 
@@ -66,6 +66,8 @@ class PlatformCLI(LightningCLI):
         parser.add_class_arguments(Run, "run")
         # Lightning would log the model's hparams flattened; before_fit logs the whole nested config once
         parser.set_defaults({"trainer.enable_autolog_hparams": False})
+        if any(action.dest == "weights_only" for action in parser._actions):  # never run code from a checkpoint
+            parser.set_defaults({"weights_only": True})
 
     # -- names and directories -----------------------------------------------------------------
     def _of_subcommand(self, namespace):
@@ -91,6 +93,7 @@ class PlatformCLI(LightningCLI):
         if subcommand and self.config[subcommand].get("ckpt_path"):
             config = self.config[subcommand]
             config.ckpt_path = resolve_ckpt_path(config.ckpt_path, config.run.dir, self.run_name)
+            self.checkpoint = read_checkpoint(config.ckpt_path)
         super()._parse_ckpt_path()
 
     # -- instantiation ---------------------------------------------------------------------------
@@ -105,6 +108,8 @@ class PlatformCLI(LightningCLI):
         self.config_init = self.parser.instantiate_classes(to_instantiate)
         self._of_subcommand(self.config_init).data = self.datamodule
         self.model = self._of_subcommand(self.config_init).model
+        if config.get("ckpt_path"):
+            check_fits(self.model, self.checkpoint, config.ckpt_path)
         self.trainer = self.instantiate_trainer()
 
     def instantiate_trainer(self, **kwargs) -> L.Trainer:

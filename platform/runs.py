@@ -5,7 +5,10 @@
 """
 
 import os
+import pickle
 import re
+
+import torch
 
 
 def run_dirs(runs_dir: str, name: str) -> list[str]:
@@ -55,3 +58,25 @@ def run_dir_of(ckpt_path: str) -> str | None:
     """The run directory a checkpoint belongs to, if it sits in ``<run>/checkpoints/``."""
     parent = os.path.dirname(os.path.abspath(ckpt_path))
     return os.path.dirname(parent) if os.path.basename(parent) == "checkpoints" else None
+
+
+def read_checkpoint(path: str) -> dict:
+    """Load a checkpoint weights-only (no code from the file runs), memory-mapped so it costs little."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as err:
+        first_line = str(err).strip().splitlines()[0]
+        raise ValueError(f"--ckpt_path {path}: refused, it holds Python objects that weights-only loading does not run ({first_line})") from err
+    except (RuntimeError, EOFError) as err:
+        raise ValueError(f"--ckpt_path {path}: not a readable checkpoint ({err})") from err
+
+
+def check_fits(model: torch.nn.Module, checkpoint: dict, path: str) -> None:
+    """Refuse a checkpoint whose tensors do not have the configured model's shapes."""
+    saved = checkpoint.get("state_dict", {})
+    for name, tensor in model.state_dict().items():
+        if name in saved and saved[name].shape != tensor.shape:
+            raise ValueError(
+                f"--ckpt_path {path} does not fit the configured model: {name} has shape {tuple(saved[name].shape)} "
+                f"in the checkpoint and {tuple(tensor.shape)} in the model"
+            )

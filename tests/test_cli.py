@@ -101,3 +101,21 @@ def test_bad_input_from_a_real_shell():
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1].startswith("error: corpus path 'nope.txt': file not found")
     assert "Traceback" not in out.stderr
+
+
+def test_checkpoints_load_weights_only_and_must_fit_the_model(cli, capsys, tmp_path):
+    runs = cli("fit", "--config", "configs/gpt_nano.yaml", "--trainer.max_steps", "2", "--trainer.logger", "false")
+    run_dir = os.path.join(runs, "gpt_nano")
+    cli("validate", "--config", "configs/gpt_nano.yaml", "--ckpt_path", run_dir)  # a run directory works
+    ckpt = torch.load(os.path.join(run_dir, "checkpoints", "last.ckpt"), weights_only=True)
+
+    del ckpt["hyper_parameters"]["net"]  # as saved from Python: the net's shape is not recorded
+    torch.save(ckpt, tmp_path / "no_net.ckpt")
+    line = run_bad(cli, capsys, "validate", "--config", "configs/gpt_nano.yaml", "--ckpt_path", str(tmp_path / "no_net.ckpt"),
+                   "--model.init_args.net.init_args.n_embd", "48")  # fmt: skip
+    assert "does not fit the configured model: net.wte.weight has shape (257, 32) in the checkpoint and (257, 48) in the model" in line
+
+    ckpt["hyper_parameters"]["payload"] = subprocess.Popen  # an object that unpickling would import
+    torch.save(ckpt, tmp_path / "code.ckpt")
+    line = run_bad(cli, capsys, "validate", "--config", "configs/gpt_nano.yaml", "--ckpt_path", str(tmp_path / "code.ckpt"))
+    assert "refused, it holds Python objects that weights-only loading does not run" in line
