@@ -4,6 +4,7 @@
     runs/<name>-2/          a second fresh run of the same name (the first is never overwritten)
 """
 
+import glob
 import os
 import pickle
 import re
@@ -34,20 +35,27 @@ def last_checkpoint(run_dir: str) -> str:
     return os.path.join(run_dir, "checkpoints", "last.ckpt")
 
 
+def newest_checkpoint(run_dir: str) -> str | None:
+    """The run's newest checkpoint: ``checkpoints/last.ckpt``, or a ``hpc_ckpt_N.ckpt`` that Lightning
+    saved into the run directory when SLURM signalled a preemption, whichever was written last."""
+    found = [p for p in [last_checkpoint(run_dir), *glob.glob(os.path.join(run_dir, "hpc_ckpt_*.ckpt"))] if os.path.isfile(p)]
+    return max(found, key=os.path.getmtime, default=None)
+
+
 def resolve_ckpt_path(ckpt_path: str, runs_dir: str, name: str) -> str:
     """``last`` (the newest run of ``name`` that has a last checkpoint), a run directory, or a file."""
     if ckpt_path == "last":
-        candidates = [d for d in run_dirs(runs_dir, name) if os.path.isfile(last_checkpoint(d))]
+        candidates = [c for c in map(newest_checkpoint, run_dirs(runs_dir, name)) if c]
         if not candidates:
             raise FileNotFoundError(
                 f"--ckpt_path last: no checkpoint to resume, {last_checkpoint(os.path.join(runs_dir, name))} does not exist "
                 f"(runs of {name!r} are looked up in {runs_dir}/; set --run.name to pick another)"
             )
-        return last_checkpoint(candidates[-1])
+        return candidates[-1]
     if os.path.isdir(ckpt_path):
-        path = last_checkpoint(ckpt_path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"--ckpt_path {ckpt_path}: a directory without {os.path.relpath(path, ckpt_path)}; expected a run directory")
+        path = newest_checkpoint(ckpt_path)
+        if path is None:
+            raise FileNotFoundError(f"--ckpt_path {ckpt_path}: a directory without checkpoints/last.ckpt; expected a run directory")
         return path
     if not os.path.isfile(ckpt_path):
         raise FileNotFoundError(f"--ckpt_path {ckpt_path}: no such file; expected 'last', a run directory or a .ckpt file")
@@ -55,9 +63,11 @@ def resolve_ckpt_path(ckpt_path: str, runs_dir: str, name: str) -> str:
 
 
 def run_dir_of(ckpt_path: str) -> str | None:
-    """The run directory a checkpoint belongs to, if it sits in ``<run>/checkpoints/``."""
-    parent = os.path.dirname(os.path.abspath(ckpt_path))
-    return os.path.dirname(parent) if os.path.basename(parent) == "checkpoints" else None
+    """The run directory a checkpoint belongs to: ``<run>/checkpoints/x.ckpt`` or ``<run>/hpc_ckpt_N.ckpt``."""
+    parent = os.path.dirname(ckpt_path)
+    if os.path.basename(parent) == "checkpoints":
+        return os.path.dirname(parent)
+    return parent if os.path.basename(ckpt_path).startswith("hpc_ckpt_") else None
 
 
 def read_checkpoint(path: str) -> dict:

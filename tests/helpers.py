@@ -7,11 +7,16 @@ import lightning as L
 
 
 class KillAtStep(L.Callback):
-    """SIGKILLs the process when training reaches ``step``: a crash nothing can clean up after."""
+    """SIGKILLs the process when training reaches ``step``, or while the checkpoint of that step is
+    being saved (``during_save``): a crash nothing can clean up after."""
 
-    def __init__(self, step: int):
-        self.step = step
+    def __init__(self, step: int, during_save: bool = False):
+        self.step, self.during_save = step, during_save
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
-        if trainer.global_step == self.step:
+        if trainer.global_step == self.step and not self.during_save:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        if trainer.global_step == self.step and self.during_save:
             os.kill(os.getpid(), signal.SIGKILL)

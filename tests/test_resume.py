@@ -10,17 +10,25 @@ import sys
 import pytest
 import torch
 
+from datamodules import TextDataModule
 from tests.conftest import ROOT
+
+STEPS_PER_EPOCH = 5
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> str:
-    """Forty short documents: with 8 windows of 64 bytes a batch, an epoch is 6 steps, so 20 steps
+    """Forty short documents: with 8 windows of 64 bytes a batch, an epoch is 5 steps, so 20 steps
     cross three epoch boundaries."""
-    path = tmp_path_factory.mktemp("corpus") / "docs.jsonl"
+    folder = tmp_path_factory.mktemp("corpus")
+    path = folder / "docs.jsonl"
     with open(path, "w") as f:
         for i in range(40):
             f.write(json.dumps({"text": f"Document {i} tells of thing {i * 7 % 13} and thing {i * 5 % 11}. " * 2}) + "\n")
+    data = TextDataModule(corpus=str(path), tokenizer="bytes", block_size=64, batch_size=8, cache_dir=str(folder / "cache"))
+    data.prepare_data()
+    data.setup("fit")
+    assert len(data.train_dataloader()) == STEPS_PER_EPOCH
     return str(path)
 
 
@@ -28,7 +36,7 @@ def fit(runs: str, corpus: str, cache: str, *extra: str, expect_kill: bool = Fal
     args = [
         sys.executable, "-m", "platform", "fit", "--config", "configs/gpt_nano.yaml",
         "--data.init_args.corpus", corpus, "--data.init_args.val_fraction", "0.1", "--data.init_args.cache_dir", cache,
-        "--trainer.max_steps", "20", "--run.checkpoint_every", "5", "--trainer.val_check_interval", "10",
+        "--trainer.max_steps", "20", "--trainer.val_check_interval", "10",
         "--run.dir", runs, "--trainer.logger", "false", "--trainer.enable_progress_bar", "false", *extra,
     ]  # fmt: skip
     out = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "WANDB_MODE": "disabled"})
@@ -61,16 +69,44 @@ def uninterrupted(corpus, tmp_path_factory):
 
 
 @pytest.mark.parametrize(
-    "kill_at, workers",
-    [(13, "0"), (7, "2")],  # resume mid-epoch 2 from step 10; resume from step 5, with DataLoader workers
-    ids=["mid-epoch", "with-workers"],
+    "checkpoint_every, kill_at, during_save, workers",
+    [
+        (4, 14, False, "0"),  # resumes from step 12, mid-epoch
+        (5, 13, False, "0"),  # resumes from step 10, an epoch's end
+        (4, 7, False, "2"),  # with DataLoader workers: resumes from step 4, mid-epoch
+        (5, 10, True, "0"),  # killed while saving step 10 (just after validating): resumes from step 5
+    ],
+    ids=["mid-epoch", "epoch-boundary", "with-workers", "during-save"],
 )
-def test_killed_run_resumes_bit_identical(corpus, uninterrupted, tmp_path, kill_at, workers):
+def test_killed_run_resumes_bit_identical(corpus, uninterrupted, tmp_path, checkpoint_every, kill_at, during_save, workers):
     runs, cache = str(tmp_path / "runs"), str(tmp_path / "cache")
-    kill = json.dumps([{"class_path": "tests.helpers.KillAtStep", "init_args": {"step": kill_at}}])
-    fit(runs, corpus, cache, "--data.init_args.num_workers", workers, "--trainer.callbacks", kill, expect_kill=True)
-    fit(runs, corpus, cache, "--data.init_args.num_workers", workers, "--ckpt_path", "last")
+    kill = json.dumps([{"class_path": "tests.helpers.KillAtStep", "init_args": {"step": kill_at, "during_save": during_save}}])
+    every = ["--run.checkpoint_every", str(checkpoint_every), "--data.init_args.num_workers", workers]
+    fit(runs, corpus, cache, *every, "--trainer.callbacks", kill, expect_kill=True)
+    resume_from = torch.load(os.path.join(runs, "gpt_nano", "checkpoints", "last.ckpt"), weights_only=True)["global_step"]
+    assert resume_from == (kill_at - 1) // checkpoint_every * checkpoint_every
+    fit(runs, corpus, cache, *every, "--ckpt_path", "last")
     resumed, expected = weights(runs), uninterrupted(workers)
     assert resumed.keys() == expected.keys()
     different = [k for k in resumed if not torch.equal(resumed[k], expected[k])]
     assert not different, f"weights differ after resume: {different}"
+
+
+def test_an_interrupted_write_leaves_the_previous_checkpoint_whole(cli, monkeypatch):
+    """Checkpoints are written to a temporary file and renamed into place: a write cut short never
+    replaces last.ckpt with a torn file."""
+    from fsspec.implementations.local import LocalFileOpener
+
+    runs = cli("fit", "--config", "configs/gpt_nano.yaml", "--trainer.max_steps", "10", "--trainer.logger", "false")
+    last = os.path.join(runs, "gpt_nano", "checkpoints", "last.ckpt")
+    before = open(last, "rb").read()
+
+    def torn_write(self, data):
+        self.f.write(data[: len(data) // 2])
+        raise OSError("disk full")
+
+    monkeypatch.setattr(LocalFileOpener, "write", torn_write)
+    with pytest.raises(OSError, match="disk full"):
+        cli("fit", "--config", "configs/gpt_nano.yaml", "--ckpt_path", "last", "--trainer.max_steps", "20", "--trainer.logger", "false")
+    assert open(last, "rb").read() == before
+    assert torch.load(last, weights_only=True)["global_step"] == 10

@@ -30,3 +30,19 @@ def test_offline_run_resumes_into_the_same_wandb_run(cli, monkeypatch, capsys):
     steps = [[row["trainer/global_step"] for row in s["history"] if "train/loss" in row] for s in (first, second)]
     assert steps[0] and steps[1] and max(steps[0]) < min(steps[1])  # the step axis continues
     assert any("val/loss" in row for row in second["history"])
+
+
+def test_other_loggers_replace_wandb(cli, tmp_path):
+    """W&B is optional: a CSV or TensorBoard logger takes its place, and a resume keeps what the
+    first segment wrote (the CSV logger opens a new version instead of overwriting)."""
+    csv = ["--trainer.logger", "CSVLogger", "--trainer.logger.save_dir", str(tmp_path / "csv")]
+    runs = cli("fit", "--config", "configs/gpt_nano.yaml", "--trainer.max_steps", "10", *csv)
+    cli("fit", "--config", "configs/gpt_nano.yaml", "--ckpt_path", "last", *csv)
+    metrics = sorted((tmp_path / "csv" / "lightning_logs").glob("version_*/metrics.csv"))
+    assert len(metrics) == 2 and all("train/loss" in m.read_text() for m in metrics)
+    assert not (tmp_path / "runs" / "gpt_nano" / "wandb").exists()
+
+    tensorboard = ["--trainer.logger", "TensorBoardLogger", "--trainer.logger.save_dir", str(tmp_path / "tb")]
+    cli("fit", "--config", "configs/gpt_nano.yaml", "--trainer.max_steps", "5", *tensorboard)
+    assert list((tmp_path / "tb").glob("lightning_logs/version_0/events.out.tfevents.*"))
+    assert os.path.isfile(os.path.join(runs, "gpt_nano-2", "checkpoints", "last.ckpt"))
