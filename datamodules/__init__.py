@@ -1,5 +1,6 @@
 """LightningDataModules: interchangeable data for the tasks."""
 
+from datamodules.images import ImageDataModule
 from datamodules.text import TextDataModule
 
-__all__ = ["TextDataModule"]
+__all__ = ["ImageDataModule", "TextDataModule"]

@@ -199,6 +199,8 @@ def main(args=None) -> None:
         finish_wandb(exit_code=2)
         if os.environ.get("PLATFORM_DEBUG"):
             raise
+        while isinstance(err.__cause__, (ValueError, FileNotFoundError)):  # jsonargparse wraps what a class raised
+            err = err.__cause__
         print(f"error: {err}  (PLATFORM_DEBUG=1 shows the traceback)", file=sys.stderr)
         sys.exit(2)
     finish_wandb()

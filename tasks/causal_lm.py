@@ -1,16 +1,15 @@
 """Causal language modelling: predict each next token; the objective behind GPT."""
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
 
+from tasks.base import Task, check_optimizer_args
 from tasks.hparams import save_hyperparameters
-from tasks.optim import adamw, warmup_cosine
 
 
-class CausalLM(L.LightningModule):
+class CausalLM(Task):
     """Next-token prediction with a decoder network (e.g. ``tasks.nets.GPT``).
 
     Batches are windows of ``T + 1`` token ids; the first ``T`` are the input, the last ``T`` the
@@ -41,8 +40,7 @@ class CausalLM(L.LightningModule):
         compile: bool = False,
     ):
         super().__init__()
-        if lr <= 0 or warmup_steps < 0 or not 0 <= min_lr_ratio <= 1:
-            raise ValueError(f"lr={lr}, warmup_steps={warmup_steps}, min_lr_ratio={min_lr_ratio}: expected lr > 0, warmup_steps >= 0, 0 <= min_lr_ratio <= 1")
+        check_optimizer_args(lr, warmup_steps, min_lr_ratio)
         save_hyperparameters(self)
         self.net = net
         self.val_loss = MeanMetric()
@@ -105,18 +103,3 @@ class CausalLM(L.LightningModule):
             out = self.net.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k)
         self.net.train(was_training)
         return tokenizer.decode(out[0].tolist())
-
-    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
-        if gradient_clip_val and str(self.trainer.precision).startswith("bf16"):
-            # bf16 has no loss scale to undo, so clip directly (Lightning's AMP plugin refuses fused AdamW)
-            clip = nn.utils.clip_grad_value_ if gradient_clip_algorithm == "value" else nn.utils.clip_grad_norm_
-            clip(self.parameters(), gradient_clip_val)
-        else:
-            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
-
-    def configure_optimizers(self):
-        h = self.hparams
-        # fp16 loss scaling unscales inside a fused step, which Lightning's gradient clipping refuses
-        optimizer = adamw(self.net, h.lr, h.weight_decay, h.betas, fused=self.trainer.precision != "16-mixed")
-        schedule = warmup_cosine(optimizer, h.warmup_steps, self.trainer.estimated_stepping_batches, h.min_lr_ratio)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

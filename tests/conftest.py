@@ -2,6 +2,7 @@ import os
 import sys
 
 import pytest
+import yaml
 
 from platform.cli import main
 
@@ -26,9 +27,11 @@ def cli(tmp_path, token_cache, monkeypatch):
             monkeypatch.setenv("WANDB_MODE", wandb_mode)
         if "wandb" in sys.modules:  # W&B caches its environment per process: start each run afresh
             sys.modules["wandb"].teardown()
-        args = list(args)
-        subcommand, rest = args[0], args[1:]
-        main([subcommand, *rest, "--run.dir", str(runs), "--data.init_args.cache_dir", token_cache, "--trainer.enable_progress_bar", "false"])
+        subcommand, rest = args[0], list(args[1:])
+        config = yaml.safe_load(open(rest[rest.index("--config") + 1]))
+        if config["data"]["class_path"].endswith("TextDataModule"):
+            rest += ["--data.init_args.cache_dir", token_cache]
+        main([subcommand, *rest, "--run.dir", str(runs), "--trainer.enable_progress_bar", "false"])
         return str(runs)
 
     return run

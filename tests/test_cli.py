@@ -28,8 +28,16 @@ def test_every_config_runs_a_few_steps(cli, config):
     name = os.path.splitext(os.path.basename(config))[0]
     ckpt = torch.load(os.path.join(runs, name, "checkpoints", "last.ckpt"), weights_only=True, map_location="cpu")
     assert ckpt["global_step"] == 3
-    assert ckpt["hyper_parameters"]["net"]["init_args"]["vocab_size"]  # filled from the data
     assert os.path.isfile(os.path.join(runs, name, "config.yaml"))
+
+
+def test_sizes_the_data_determines_reach_the_networks(cli):
+    runs = cli("fit", "--config", "configs/gpt_nano.yaml", "--trainer.max_steps", "1", "--trainer.logger", "false")
+    text = torch.load(os.path.join(runs, "gpt_nano", "checkpoints", "last.ckpt"), weights_only=True)["hyper_parameters"]
+    assert text["net"]["init_args"]["vocab_size"] == 257  # the byte tokenizer's
+    runs = cli("fit", "--config", "configs/vae.yaml", "--data.init_args.source", "digits", "--trainer.max_steps", "1", "--trainer.logger", "false")
+    images = torch.load(os.path.join(runs, "vae", "checkpoints", "last.ckpt"), weights_only=True)["hyper_parameters"]
+    assert images["encoder"]["init_args"]["in_channels"] == 1 and images["decoder"]["init_args"]["image_size"] == 8
 
 
 def test_fit_prints_where_outputs_are_and_beats_nothing(cli, capsys):
@@ -119,3 +127,16 @@ def test_checkpoints_load_weights_only_and_must_fit_the_model(cli, capsys, tmp_p
     torch.save(ckpt, tmp_path / "code.ckpt")
     line = run_bad(cli, capsys, "validate", "--config", "configs/gpt_nano.yaml", "--ckpt_path", str(tmp_path / "code.ckpt"))
     assert "refused, it holds Python objects that weights-only loading does not run" in line
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["--model.init_args.latent_dim", "0"], "latent_dim=0, beta=1.0: expected latent_dim > 0"),
+        (["--model.init_args.decoder.init_args.in_dim", "8"], "decoder in_dim=8 does not match latent_dim=16"),
+        (["--data.init_args.source", "pictures.npz"], "image source 'pictures.npz': not found"),
+    ],
+)
+def test_bad_image_task_input_gets_one_line(cli, capsys, overrides, message):
+    line = run_bad(cli, capsys, "fit", "--config", "configs/vae.yaml", "--trainer.logger", "false", *overrides)
+    assert message in line

@@ -1,5 +1,6 @@
 """Networks, injected into tasks through the config (``class_path``/``init_args``)."""
 
 from tasks.nets.gpt import GPT
+from tasks.nets.vision import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 
-__all__ = ["GPT"]
+__all__ = ["GPT", "ConvEncoder", "ConvDecoder", "MLPEncoder", "MLPDecoder"]

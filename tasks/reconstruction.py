@@ -1,0 +1,121 @@
+"""Reconstruction: an autoencoder, or a VAE (``variational: true``), on images."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric, MeanSquaredError
+from torchmetrics.image import PeakSignalNoiseRatio
+
+from tasks.base import Task, check_optimizer_args
+from tasks.hparams import save_hyperparameters
+from tasks.images import image_grid, log_image
+from tasks.losses import gaussian_kl
+
+
+class Reconstruction(Task):
+    """Encode images to a latent of ``latent_dim``, decode them back.
+
+    The loss is the squared error summed over each image's pixels (in [-1, 1]), averaged over the
+    batch; a VAE adds ``beta`` times the KL divergence of its posterior from N(0, I). Logs
+    ``train/loss``, ``val/loss``, ``val/mse`` and ``val/psnr`` (on [0, 1] pixels), for a VAE also
+    ``val/recon``, ``val/kl`` and ``val/elbo`` (the negative ELBO per image, beta 1), and at every
+    validation a grid of inputs over their reconstructions (and VAE samples from the prior).
+
+    Args:
+        encoder: images -> features (``out_dim``); e.g. ``tasks.nets.ConvEncoder``. Its weights can
+            later seed a classifier.
+        decoder: latents (``in_dim`` must equal ``latent_dim``) -> images in [-1, 1].
+        latent_dim: size of the latent code.
+        variational: a VAE instead of a plain autoencoder.
+        beta: weight of the KL term (beta-VAE); 1 is the ELBO.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        latent_dim: int = 16,
+        variational: bool = False,
+        beta: float = 1.0,
+        lr: float = 2e-3,
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        warmup_steps: int = 0,
+        min_lr_ratio: float = 0.1,
+        n_images: int = 8,
+    ):
+        super().__init__()
+        if latent_dim <= 0 or beta < 0:
+            raise ValueError(f"latent_dim={latent_dim}, beta={beta}: expected latent_dim > 0 and beta >= 0")
+        if getattr(decoder, "in_dim", latent_dim) != latent_dim:
+            raise ValueError(f"decoder in_dim={decoder.in_dim} does not match latent_dim={latent_dim}: expected them equal")
+        check_optimizer_args(lr, warmup_steps, min_lr_ratio)
+        save_hyperparameters(self)
+        self.encoder, self.decoder = encoder, decoder
+        self.to_latent = nn.Linear(encoder.out_dim, latent_dim * (2 if variational else 1))
+        self.val_loss, self.val_recon, self.val_kl = MeanMetric(), MeanMetric(), MeanMetric()
+        self.val_mse, self.val_psnr = MeanSquaredError(), PeakSignalNoiseRatio(data_range=1.0)
+        self.examples: torch.Tensor | None = None
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The latent mean and, for a VAE, its log-variance."""
+        h = self.to_latent(self.encoder(x))
+        return h.chunk(2, dim=1) if self.hparams.variational else (h, None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Reconstructions (from the latent mean)."""
+        return self.decoder(self.encode(x)[0])
+
+    def losses(self, x: torch.Tensor, sample: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encode(x)
+        z = mu + (0.5 * logvar).exp() * torch.randn_like(mu) if logvar is not None and sample else mu
+        recon = self.decoder(z)
+        recon_loss = F.mse_loss(recon, x, reduction="none").flatten(1).sum(1).mean()
+        kl = gaussian_kl(mu, logvar).mean() if logvar is not None else torch.zeros((), device=x.device)
+        return recon, recon_loss, kl
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        _, recon_loss, kl = self.losses(batch[0], sample=True)
+        loss = recon_loss + self.hparams.beta * kl
+        self.log("train/loss", loss, prog_bar=True)
+        if self.hparams.variational:
+            self.log_dict({"train/recon": recon_loss, "train/kl": kl})
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        x = batch[0]
+        recon, recon_loss, kl = self.losses(x, sample=False)
+        n = len(x)
+        self.val_loss.update(recon_loss + self.hparams.beta * kl, weight=n)
+        self.val_recon.update(recon_loss, weight=n)
+        self.val_kl.update(kl, weight=n)
+        self.val_mse.update((recon + 1) / 2, (x + 1) / 2)
+        self.val_psnr.update((recon + 1) / 2, (x + 1) / 2)
+        if batch_idx == 0:
+            self.examples = torch.stack([x[: self.hparams.n_images], recon[: self.hparams.n_images]])
+
+    def on_validation_epoch_end(self) -> None:
+        metrics = {"val/loss": self.val_loss, "val/mse": self.val_mse, "val/psnr": self.val_psnr}
+        if self.hparams.variational:
+            recon, kl = self.val_recon.compute(), self.val_kl.compute()
+            metrics.update({"val/recon": recon, "val/kl": kl, "val/elbo": recon + kl})
+        self.log_dict({k: v.compute() if hasattr(v, "compute") else v for k, v in metrics.items()}, prog_bar=True)
+        for metric in (self.val_loss, self.val_recon, self.val_kl, self.val_mse, self.val_psnr):
+            metric.reset()
+        if self.logger and self.examples is not None and not self.trainer.sanity_checking:
+            rows = list(self.examples)
+            if self.hparams.variational:
+                rows.append(self.sample(len(rows[0])))
+            log_image(self.logger, "val/reconstructions", image_grid(rows), self.global_step)
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int = 0) -> torch.Tensor:
+        """Images decoded from latents drawn from the prior, at a fixed seed (the training RNG is untouched)."""
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            z = torch.randn(n, self.hparams.latent_dim, device=self.device)
+        was_training = self.decoder.training
+        self.decoder.eval()
+        images = self.decoder(z)
+        self.decoder.train(was_training)
+        return images
