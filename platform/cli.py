@@ -26,7 +26,8 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from platform.callbacks import RNGState, SpeedMonitor, ValidationReport, print_rank_zero
 from platform.loggers import finish_wandb, wandb_logger, wandb_sync_hint
-from platform.runs import check_fits, new_run_dir, read_checkpoint, resolve_ckpt_path, run_dir_of
+from platform.runs import check_fits, new_run_dir, resolve_ckpt_path, run_dir_of
+from tasks.checkpoints import read_checkpoint
 
 START_TIME = time.perf_counter()
 
@@ -93,7 +94,7 @@ class PlatformCLI(LightningCLI):
         if subcommand and self.config[subcommand].get("ckpt_path"):
             config = self.config[subcommand]
             config.ckpt_path = resolve_ckpt_path(config.ckpt_path, config.run.dir, self.run_name)
-            self.checkpoint = read_checkpoint(config.ckpt_path)
+            self.checkpoint = read_checkpoint(config.ckpt_path, what="--ckpt_path")
         super()._parse_ckpt_path()
 
     # -- instantiation ---------------------------------------------------------------------------

@@ -6,7 +6,6 @@
 
 import glob
 import os
-import pickle
 import re
 
 import torch
@@ -68,17 +67,6 @@ def run_dir_of(ckpt_path: str) -> str | None:
     if os.path.basename(parent) == "checkpoints":
         return os.path.dirname(parent)
     return parent if os.path.basename(ckpt_path).startswith("hpc_ckpt_") else None
-
-
-def read_checkpoint(path: str) -> dict:
-    """Load a checkpoint weights-only (no code from the file runs), memory-mapped so it costs little."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except pickle.UnpicklingError as err:
-        first_line = str(err).strip().splitlines()[0]
-        raise ValueError(f"--ckpt_path {path}: refused, it holds Python objects that weights-only loading does not run ({first_line})") from err
-    except (RuntimeError, EOFError) as err:
-        raise ValueError(f"--ckpt_path {path}: not a readable checkpoint ({err})") from err
 
 
 def check_fits(model: torch.nn.Module, checkpoint: dict, path: str) -> None:

@@ -66,3 +66,22 @@ def test_encoders_and_decoders_fit_the_image_size(size):
         assert out.shape == x.shape and out.abs().max() <= 1
     with pytest.raises(ValueError, match="image_size=None: expected a positive int"):
         ConvEncoder(3, None)
+
+
+def test_augmented_views_differ_and_keep_shape_and_range():
+    from tasks.augment import ImageAugment
+
+    torch.manual_seed(0)
+    x = torch.rand(16, 1, 28, 28) * 2 - 1
+    augment = ImageAugment(flip=True, blur_kernel=5)
+    a, b = augment(x), augment(x)
+    assert a.shape == x.shape and a.min() >= -1 and a.max() <= 1
+    assert not torch.allclose(a, b)
+    identity = ImageAugment(crop_scale=(1.0, 1.0), brightness=0, contrast=0, noise_std=0)
+    assert torch.allclose(identity(x), x, atol=1e-5)
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/usr/share/datasets/fashion-mnist"), reason="apt-get install dataset-fashion-mnist")
+def test_fashion_mnist_from_debians_idx_files():
+    dm = ImageDataModule("fashion_mnist")
+    assert tuple(dm.images.shape) == (60000, 1, 28, 28) and dm.num_classes == 10

@@ -99,12 +99,27 @@ def test_killed_run_resumes_bit_identical(corpus, uninterrupted, tmp_path, check
     assert_identical(weights(runs), uninterrupted(workers))
 
 
-@pytest.mark.parametrize("config", ["vae"])
-def test_other_tasks_resume_bit_identical(tmp_path, config):
-    """Each objective, with its own randomness (the VAE samples its latents), resumes exactly."""
-    small = ["--data.init_args.source", "digits", "--data.init_args.batch_size", "32", "--run.checkpoint_every", "5"]
+DIGITS = ["--data.init_args.source", "digits", "--data.init_args.batch_size", "32"]
+
+
+@pytest.mark.parametrize(
+    "config, kill_at, data",
+    [
+        ("autoencoder", 13, DIGITS),
+        ("vae", 13, DIGITS),
+        ("simclr", 13, DIGITS),
+        ("gan", 14, DIGITS),  # a GAN batch is two optimizer steps
+        ("simcse", 13, ["--data.init_args.corpus", "kjv", "--data.init_args.tokenizer", "bytes", "--data.init_args.batch_size", "8"]),
+    ],
+)
+def test_other_tasks_resume_bit_identical(tmp_path, config, kill_at, data):
+    """Each objective, with its own randomness (VAE latents, SimCLR augmentations, SimCSE dropout,
+    GAN noise and manual optimization of two networks), resumes exactly."""
+    small = [*data, "--run.checkpoint_every", "5"]
+    if config == "simcse":
+        small += ["--data.init_args.cache_dir", str(tmp_path / "cache")]
     fit(str(tmp_path / "straight"), config, *small)
-    kill = json.dumps([{"class_path": "tests.helpers.KillAtStep", "init_args": {"step": 13}}])
+    kill = json.dumps([{"class_path": "tests.helpers.KillAtStep", "init_args": {"step": kill_at}}])
     fit(str(tmp_path / "resumed"), config, *small, "--trainer.callbacks", kill, expect_kill=True)
     fit(str(tmp_path / "resumed"), config, *small, "--ckpt_path", "last")
     assert_identical(weights(str(tmp_path / "resumed"), config), weights(str(tmp_path / "straight"), config))

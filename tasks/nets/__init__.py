@@ -1,6 +1,6 @@
 """Networks, injected into tasks through the config (``class_path``/``init_args``)."""
 
-from tasks.nets.gpt import GPT
+from tasks.nets.gpt import GPT, GPTEncoder
 from tasks.nets.vision import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 
-__all__ = ["GPT", "ConvEncoder", "ConvDecoder", "MLPEncoder", "MLPDecoder"]
+__all__ = ["GPT", "GPTEncoder", "ConvEncoder", "ConvDecoder", "MLPEncoder", "MLPDecoder"]

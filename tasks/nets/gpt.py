@@ -130,3 +130,20 @@ class GPT(nn.Module):
                 next_id = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
             idx = torch.cat((idx, next_id), dim=1)
         return idx
+
+
+class GPTEncoder(GPT):
+    """GPT's final hidden states pooled into one vector per sequence (``out_dim = n_embd``): a text
+    encoder for contrastive learning (SimCSE) and classification. Same weights as GPT, so a CausalLM
+    checkpoint seeds it."""
+
+    def __init__(self, vocab_size: int | None = None, block_size: int = 256, n_layer: int = 6, n_head: int = 6,
+                 n_embd: int = 384, dropout: float = 0.1, bias: bool = False, pooling: str = "mean"):  # fmt: skip
+        super().__init__(vocab_size, block_size, n_layer, n_head, n_embd, dropout, bias)
+        if pooling not in ("mean", "last"):
+            raise ValueError(f"pooling={pooling!r}: expected 'mean' or 'last'")
+        self.pooling, self.out_dim = pooling, n_embd
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        h = self.features(idx)
+        return h.mean(dim=1) if self.pooling == "mean" else h[:, -1]

@@ -1,0 +1,138 @@
+"""Adversarial training: a GAN with manual optimization of a generator and a critic."""
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics.image.fid import FrechetInceptionDistance
+
+from tasks.checkpoints import load_network
+from tasks.hparams import save_hyperparameters
+from tasks.images import image_grid, log_image
+from tasks.losses import GAN_LOSSES, discriminator_loss, generator_loss, gradient_penalty
+from tasks.nets import ConvEncoder
+
+
+class FrozenFeatures(nn.Module):
+    """A feature extractor for FID that stays in eval mode and out of every optimizer."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder.eval().requires_grad_(False)
+        self.num_features = encoder.out_dim
+
+    def train(self, mode: bool = True) -> "FrozenFeatures":
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+
+class GAN(L.LightningModule):
+    """A generator maps noise to images; a critic (discriminator) scores images as real or generated.
+
+    Each training step updates the critic once and, every ``n_critic`` steps, the generator; the
+    gradients of each are clipped explicitly to ``clip_grad`` (norm). ``loss``: ``non_saturating``
+    (the original GAN's critic loss, -log D(G(z)) for the generator), ``hinge``, or ``wgan_gp``
+    (Wasserstein loss with gradient penalty ``gp_weight``; use a critic without batch norm).
+    ``trainer.max_steps`` counts optimizer steps of both networks.
+
+    At every validation: ``val/fid``, the Fréchet distance between the features of the validation
+    images and of as many generated ones, and a grid of samples. The features come from
+    ``fid_encoder_ckpt`` (the ``encoder`` of a reconstruction or contrastive run on the same data) or,
+    without one, from a fixed randomly initialized conv encoder; compare FIDs only under one extractor.
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        latent_dim: int = 64,
+        loss: str = "non_saturating",
+        n_critic: int = 1,
+        gp_weight: float = 10.0,
+        clip_grad: float = 10.0,
+        lr_g: float = 2e-4,
+        lr_d: float = 2e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+        fid_encoder_ckpt: str | None = None,
+        n_images: int = 16,
+    ):
+        super().__init__()
+        if loss not in GAN_LOSSES:
+            raise ValueError(f"loss={loss!r}: expected one of {', '.join(GAN_LOSSES)}")
+        if latent_dim <= 0 or n_critic < 1 or min(lr_g, lr_d, clip_grad) <= 0:
+            raise ValueError(f"latent_dim={latent_dim}, n_critic={n_critic}, lr_g={lr_g}, lr_d={lr_d}, clip_grad={clip_grad}: expected all positive")
+        if getattr(generator, "in_dim", latent_dim) != latent_dim:
+            raise ValueError(f"generator in_dim={generator.in_dim} does not match latent_dim={latent_dim}: expected them equal")
+        save_hyperparameters(self)
+        self.automatic_optimization = False
+        self.generator, self.discriminator = generator, discriminator
+        self.fid_encoder_ckpt = fid_encoder_ckpt
+        self.fid: FrechetInceptionDistance | None = None  # built in setup, when the image shape is known
+
+    def setup(self, stage: str) -> None:
+        if self.fid is not None:
+            return
+        if self.fid_encoder_ckpt:
+            encoder = load_network(self.fid_encoder_ckpt, "encoder", what="fid_encoder_ckpt")
+        else:
+            channels, size, _ = self.trainer.datamodule.image_shape
+            with torch.random.fork_rng():
+                torch.manual_seed(0)  # the same random extractor in every run
+                encoder = ConvEncoder(channels, size, width=32, out_dim=64, norm=False)
+        self.fid = FrechetInceptionDistance(feature=FrozenFeatures(encoder), normalize=True).to(self.device)
+
+    def noise(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.hparams.latent_dim, device=self.device)
+
+    def training_step(self, batch, batch_idx: int) -> None:
+        h = self.hparams
+        real = batch[0]
+        opt_g, opt_d = self.optimizers()
+
+        fake = self.generator(self.noise(len(real))).detach()
+        d_loss = discriminator_loss(h.loss, self.discriminator(real), self.discriminator(fake))
+        if h.loss == "wgan_gp":
+            d_loss = d_loss + h.gp_weight * gradient_penalty(self.discriminator, real, fake)
+        self._step(opt_d, d_loss)
+        self.log("train/d_loss", d_loss, prog_bar=True)
+
+        if (batch_idx + 1) % h.n_critic == 0:
+            g_loss = generator_loss(h.loss, self.discriminator(self.generator(self.noise(len(real)))))
+            self._step(opt_g, g_loss)
+            self.log("train/g_loss", g_loss, prog_bar=True)
+
+    def _step(self, optimizer, loss: torch.Tensor) -> None:
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        self.clip_gradients(optimizer, gradient_clip_val=self.hparams.clip_grad, gradient_clip_algorithm="norm")
+        optimizer.step()
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        real = batch[0]
+        self.fid.update((real + 1) / 2, real=True)
+        self.fid.update((self.sample(len(real), seed=batch_idx) + 1) / 2, real=False)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log("val/fid", self.fid.compute(), prog_bar=True)
+        self.fid.reset()
+        if self.logger and not self.trainer.sanity_checking:
+            log_image(self.logger, "val/samples", image_grid(list(self.sample(self.hparams.n_images).chunk(2))), self.global_step)
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int = 0) -> torch.Tensor:
+        """Generated images from a fixed seed, leaving the training RNG untouched."""
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            z = self.noise(n)
+        was_training = self.generator.training
+        self.generator.eval()
+        images = self.generator(z)
+        self.generator.train(was_training)
+        return images
+
+    def configure_optimizers(self):
+        h = self.hparams
+        return (torch.optim.Adam(self.generator.parameters(), lr=h.lr_g, betas=h.betas),
+                torch.optim.Adam(self.discriminator.parameters(), lr=h.lr_d, betas=h.betas))  # fmt: skip

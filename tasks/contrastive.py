@@ -1,0 +1,139 @@
+"""Contrastive learning: SimCLR on images (two augmented views), SimCSE on text (dropout as the noise)."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import default_collate
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from tasks.base import Task, check_optimizer_args
+from tasks.hparams import save_hyperparameters
+from tasks.losses import nt_xent
+
+
+class Contrastive(Task):
+    """An encoder plus a projection head trained with NT-Xent: two views of each sample must find
+    each other among all other samples of the (global) batch.
+
+    Views come from ``augment`` (e.g. ``tasks.augment.ImageAugment``), or, without one, from the
+    encoder's own dropout: the same input encoded twice (SimCSE). Under DDP the projections of all
+    ranks are gathered, so every rank's samples are negatives for every other's.
+
+    With labelled data (``num_classes``, filled from the datamodule), two standard evaluations of the
+    encoder are logged at every validation: ``val/probe_acc``, a linear probe trained online on
+    detached features (it cannot shape the encoder), and ``val/knn_acc``, a k-nearest-neighbour vote
+    (cosine, over the training images' features) for each validation image.
+
+    Args:
+        encoder: inputs -> features (``out_dim``); e.g. ``tasks.nets.ConvEncoder`` or ``GPTEncoder``.
+        projection_dim: output of the 2-layer projection head the loss sees (SimCLR).
+        temperature: NT-Xent's temperature, > 0.
+        augment: makes a view of a batch; None encodes the input twice with dropout on.
+        num_classes: for the probe and kNN; None (no labels) turns them off.
+        knn_k: neighbours that vote.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        projection_dim: int = 64,
+        temperature: float = 0.2,
+        augment: nn.Module | None = None,
+        num_classes: int | None = None,
+        knn_k: int = 20,
+        lr: float = 2e-3,
+        weight_decay: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.999),
+        warmup_steps: int = 50,
+        min_lr_ratio: float = 0.1,
+    ):
+        super().__init__()
+        if temperature <= 0 or projection_dim <= 0:
+            raise ValueError(f"temperature={temperature}, projection_dim={projection_dim}: expected both > 0")
+        check_optimizer_args(lr, warmup_steps, min_lr_ratio)
+        save_hyperparameters(self)
+        self.encoder, self.augment = encoder, augment
+        width = encoder.out_dim
+        self.projector = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, projection_dim))
+        self.probe = nn.Linear(width, num_classes) if num_classes else None
+        self.val_loss = MeanMetric()
+        self.val_probe_acc = MulticlassAccuracy(num_classes, average="micro") if num_classes else None
+        self.val_features: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def setup(self, stage: str) -> None:
+        image_shape = getattr(self.trainer.datamodule, "image_shape", None)
+        if self.augment is not None and image_shape and hasattr(self.augment, "check_fits"):
+            self.augment.check_fits(image_shape)
+
+    @staticmethod
+    def split(batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(inputs, labels): images with labels, or a window of tokens (the target token dropped)."""
+        if isinstance(batch, (list, tuple)):
+            x, y = batch
+            return x, (y if (y >= 0).all() else None)
+        return batch[:, :-1], None
+
+    def contrastive_loss(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """NT-Xent of two views of ``x``, and the features of the first view."""
+        views = (self.augment(x), self.augment(x)) if self.augment is not None else (x, x)
+        h1, h2 = self.encoder(views[0]), self.encoder(views[1])
+        z1, z2 = self.projector(h1), self.projector(h2)
+        if self.trainer.world_size > 1:  # negatives from every rank; gradients flow back through the gather
+            z1, z2 = (self.all_gather(z, sync_grads=True).flatten(0, 1) for z in (z1, z2))
+        return nt_xent(z1, z2, self.hparams.temperature), h1
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y = self.split(batch)
+        loss, h = self.contrastive_loss(x)
+        self.log("train/loss", loss, prog_bar=True)
+        if self.probe is not None and y is not None:
+            probe_loss = F.cross_entropy(self.probe(h.detach()), y)
+            self.log("train/probe_loss", probe_loss)
+            loss = loss + probe_loss
+        return loss
+
+    def tokens_in(self, batch) -> int:
+        x, _ = self.split(batch)
+        return x.numel() if x.dtype == torch.long else 0
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        x, y = self.split(batch)
+        # fixed-seed views with dropout as in training, leaving the training RNG untouched
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(batch_idx)
+            self.encoder.train(self.augment is None)
+            loss, _ = self.contrastive_loss(x)
+            self.encoder.eval()
+        self.val_loss.update(loss, weight=len(x))
+        if self.probe is not None and y is not None:
+            h = self.encoder(x)
+            self.val_probe_acc.update(self.probe(h), y)
+            self.val_features.append((F.normalize(h, dim=1), y))
+
+    def on_validation_epoch_end(self) -> None:
+        metrics = {"val/loss": self.val_loss.compute()}
+        self.val_loss.reset()
+        if self.val_features:
+            metrics["val/probe_acc"] = self.val_probe_acc.compute()
+            metrics["val/knn_acc"] = self.knn_accuracy()
+            self.val_probe_acc.reset()
+            self.val_features.clear()
+        self.log_dict(metrics, prog_bar=True)
+
+    @torch.no_grad()
+    def knn_accuracy(self) -> torch.Tensor:
+        """Share of validation samples whose k nearest training samples (cosine) vote their label."""
+        # the loader fit already has: building one anew (or its iterator) would draw from the training RNG
+        loader = self.trainer.train_dataloader or self.trainer.datamodule.train_dataloader()
+        train_set = loader.dataset
+        bank, bank_labels = [], []
+        for start in range(0, len(train_set), 256):  # no DataLoader: creating its iterator draws from the RNG
+            x, y = default_collate([train_set[i] for i in range(start, min(start + 256, len(train_set)))])
+            bank.append(F.normalize(self.encoder(x.to(self.device)), dim=1))
+            bank_labels.append(y.to(self.device))
+        bank, bank_labels = torch.cat(bank), torch.cat(bank_labels)
+        features, labels = (torch.cat(t) for t in zip(*self.val_features))
+        neighbours = (features @ bank.T).topk(min(self.hparams.knn_k, len(bank)), dim=1).indices
+        votes = F.one_hot(bank_labels[neighbours], self.hparams.num_classes).sum(dim=1)
+        return (votes.argmax(dim=1) == labels).float().mean()
