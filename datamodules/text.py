@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import time
+from functools import cached_property
 
 import lightning as L
 import numpy as np
@@ -80,7 +81,7 @@ class TextDataModule(L.LightningDataModule):
         if not 0 < val_fraction < 1:
             raise ValueError(f"val_fraction={val_fraction}: expected a number between 0 and 1")
         self.vocab_size = tokenizer_vocab_size(tokenizer, bpe_vocab_size)
-        resolve_files(corpus)  # a missing file fails here, before any run directory is made
+        self.files, self.format = resolve_files(corpus)  # a missing file fails here, before any run directory is made
         self.corpus, self.text_field, self.tokenizer_name, self.bpe_vocab_size = corpus, text_field, tokenizer, bpe_vocab_size
         self.block_size, self.batch_size, self.num_workers = block_size, batch_size, num_workers
         self.val_fraction, self.split_seed, self.cache_dir = val_fraction, split_seed, cache_dir
@@ -93,12 +94,11 @@ class TextDataModule(L.LightningDataModule):
         return {"vocab_size": self.vocab_size}
 
     # -- tokenize once, cache on disk ----------------------------------------------------------
-    @property
+    @cached_property
     def cache_path(self) -> str:
-        files, _ = resolve_files(self.corpus)
         key = {
             "format": CACHE_FORMAT,
-            "files": [(os.path.abspath(f), os.path.getsize(f), os.stat(f).st_mtime_ns) for f in files],
+            "files": [(os.path.abspath(f), os.path.getsize(f), os.stat(f).st_mtime_ns) for f in self.files],
             "text_field": self.text_field,
             "tokenizer": self.tokenizer_name,
             "bpe_vocab_size": self.bpe_vocab_size if self.tokenizer_name == "bpe" else None,
@@ -114,10 +114,9 @@ class TextDataModule(L.LightningDataModule):
         if os.path.exists(os.path.join(path, "meta.json")):
             return
         start = time.perf_counter()
-        files, fmt = resolve_files(self.corpus)
-        docs = [d for d in read_documents(files, fmt, self.text_field) if d.strip()]
+        docs = [d for d in read_documents(self.files, self.format, self.text_field) if d.strip()]
         if not docs:
-            raise ValueError(f"corpus {self.corpus!r}: no text in its {len(files)} file(s)")
+            raise ValueError(f"corpus {self.corpus!r}: no text in its {len(self.files)} file(s)")
         if len(docs) == 1:  # one document: hold out its tail
             cut = int(len(docs[0]) * (1 - self.val_fraction))
             train_docs, val_docs = [docs[0][:cut]], [docs[0][cut:]]

@@ -10,6 +10,7 @@ from tasks.hparams import save_hyperparameters
 from tasks.images import image_grid, log_image
 from tasks.losses import GAN_LOSSES, discriminator_loss, generator_loss, gradient_penalty
 from tasks.nets import ConvEncoder
+from tasks.rng import evaluating, seeded
 
 
 class FrozenFeatures(nn.Module):
@@ -78,8 +79,7 @@ class GAN(L.LightningModule):
             encoder = load_network(self.fid_encoder_ckpt, "encoder", what="fid_encoder_ckpt")
         else:
             channels, size, _ = self.trainer.datamodule.image_shape
-            with torch.random.fork_rng():
-                torch.manual_seed(0)  # the same random extractor in every run
+            with seeded(0):  # the same random extractor in every run
                 encoder = ConvEncoder(channels, size, width=32, out_dim=64, norm=False)
         self.fid = FrechetInceptionDistance(feature=FrozenFeatures(encoder), normalize=True).to(self.device)
 
@@ -123,14 +123,10 @@ class GAN(L.LightningModule):
     @torch.no_grad()
     def sample(self, n: int, seed: int = 0) -> torch.Tensor:
         """Generated images from a fixed seed, leaving the training RNG untouched."""
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(seed)
+        with seeded(seed, self.device):
             z = self.noise(n)
-        was_training = self.generator.training
-        self.generator.eval()
-        images = self.generator(z)
-        self.generator.train(was_training)
-        return images
+        with evaluating(self.generator) as generator:
+            return generator(z)
 
     def configure_optimizers(self):
         h = self.hparams

@@ -7,6 +7,7 @@ from torchmetrics import MeanMetric
 
 from tasks.base import Task, check_optimizer_args
 from tasks.hparams import save_hyperparameters
+from tasks.rng import evaluating, seeded
 
 
 class CausalLM(Task):
@@ -96,10 +97,6 @@ class CausalLM(Task):
         idx = torch.tensor([ids], device=self.device)
         temperature = self.hparams.temperature if temperature is None else temperature
         top_k = self.hparams.top_k if top_k is None else top_k
-        was_training = self.net.training
-        self.net.eval()
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(seed)
-            out = self.net.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k)
-        self.net.train(was_training)
+        with evaluating(self.net) as net, seeded(seed, self.device):
+            out = net.generate(idx, max_new_tokens, temperature=temperature, top_k=top_k)
         return tokenizer.decode(out[0].tolist())

@@ -10,6 +10,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from tasks.base import Task, check_optimizer_args
 from tasks.hparams import save_hyperparameters
 from tasks.losses import nt_xent
+from tasks.rng import seeded
 
 
 class Contrastive(Task):
@@ -100,8 +101,7 @@ class Contrastive(Task):
     def validation_step(self, batch, batch_idx: int) -> None:
         x, y = self.split(batch)
         # fixed-seed views with dropout as in training, leaving the training RNG untouched
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(batch_idx)
+        with seeded(batch_idx, self.device):
             self.encoder.train(self.augment is None)
             loss, _ = self.contrastive_loss(x)
             self.encoder.eval()

@@ -10,6 +10,7 @@ from tasks.base import Task, check_optimizer_args
 from tasks.hparams import save_hyperparameters
 from tasks.images import image_grid, log_image
 from tasks.losses import gaussian_kl
+from tasks.rng import evaluating, seeded
 
 
 class Reconstruction(Task):
@@ -111,11 +112,7 @@ class Reconstruction(Task):
     @torch.no_grad()
     def sample(self, n: int, seed: int = 0) -> torch.Tensor:
         """Images decoded from latents drawn from the prior, at a fixed seed (the training RNG is untouched)."""
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(seed)
+        with seeded(seed, self.device):
             z = torch.randn(n, self.hparams.latent_dim, device=self.device)
-        was_training = self.decoder.training
-        self.decoder.eval()
-        images = self.decoder(z)
-        self.decoder.train(was_training)
-        return images
+        with evaluating(self.decoder) as decoder:
+            return decoder(z)
