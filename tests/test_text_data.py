@@ -91,7 +91,7 @@ def test_a_single_document_holds_out_its_tail(tmp_path):
     [
         ({"corpus": "no/such/file.txt"}, FileNotFoundError, "'no/such/file.txt': file not found"),
         ({"corpus": "nowhere/*.txt"}, FileNotFoundError, "'nowhere/\\*.txt': glob matches no file"),
-        ({"corpus": "bbc_news", "tokenizer": "wordpiece"}, ValueError, "tokenizer='wordpiece': expected one of gpt2, bpe, bytes"),
+        ({"corpus": "bbc_news", "tokenizer": "wordpiece"}, ValueError, "tokenizer='wordpiece': expected gpt2, bpe, bytes, a tokenizer.json"),
         ({"corpus": "bbc_news", "block_size": 0}, ValueError, "block_size=0"),
     ],
 )
