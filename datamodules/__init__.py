@@ -1,6 +1,7 @@
 """LightningDataModules: interchangeable data for the tasks."""
 
 from datamodules.images import ImageDataModule
+from datamodules.labeled_text import LabeledTextDataModule
 from datamodules.text import TextDataModule
 
-__all__ = ["ImageDataModule", "TextDataModule"]
+__all__ = ["ImageDataModule", "LabeledTextDataModule", "TextDataModule"]

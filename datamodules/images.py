@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from datamodules.corpora import package_dir
+from datamodules.labels import check_label_budget, few_labels
 
 # name -> (package, file inside it): data sets that ship inside packages, read without importing them
 PACKAGED = {
@@ -120,6 +121,8 @@ class ImageDataModule(L.LightningDataModule):
             (its ``labels-idx1`` twin is read when present), an ``.npz`` with ``x``/``y``, or a folder
             of ``<class>/<image>`` files.
         val_fraction, test_fraction: shares held out, chosen by ``split_seed``.
+        labels_per_class, label_fraction: train with this few labelled images (per class, or a share
+            of each class); the other training images are left out.
         batch_size, num_workers: for the loaders; the training loader drops its last partial batch.
     """
 
@@ -129,14 +132,18 @@ class ImageDataModule(L.LightningDataModule):
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
         split_seed: int = 0,
+        labels_per_class: int | None = None,
+        label_fraction: float | None = None,
         batch_size: int = 128,
         num_workers: int = 0,
     ):
         super().__init__()
+        check_label_budget(labels_per_class, label_fraction)
         if not (0 < val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
             raise ValueError(f"val_fraction={val_fraction}, test_fraction={test_fraction}: expected fractions that leave data to train on")
         self.source, self.val_fraction, self.test_fraction, self.split_seed = source, val_fraction, test_fraction, split_seed
         self.batch_size, self.num_workers = batch_size, num_workers
+        self.labels_per_class, self.label_fraction = labels_per_class, label_fraction
         images, labels = load_images(source)
         self.images = torch.from_numpy(images * 2 - 1)  # [0, 1] -> [-1, 1]
         self.labels = torch.from_numpy(labels) if labels is not None else torch.full((len(images),), -1)
@@ -155,6 +162,9 @@ class ImageDataModule(L.LightningDataModule):
         order = torch.randperm(len(self.images), generator=torch.Generator().manual_seed(self.split_seed))
         n_val, n_test = round(len(order) * self.val_fraction), round(len(order) * self.test_fraction)
         parts = {"val": order[:n_val], "test": order[n_val : n_val + n_test], "train": order[n_val + n_test :]}
+        if self.labels_per_class is not None or self.label_fraction is not None:
+            train, _ = few_labels(self.labels.numpy(), parts["train"].numpy(), self.labels_per_class, self.label_fraction, self.split_seed)
+            parts["train"] = torch.from_numpy(train)
         self.splits = {name: ImageSet(self.images[idx], self.labels[idx]) for name, idx in parts.items()}
         if len(self.splits["train"]) < self.batch_size:
             raise ValueError(f"data.batch_size={self.batch_size} exceeds the {len(self.splits['train'])} training images: expected at most that")

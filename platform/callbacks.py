@@ -1,5 +1,7 @@
 """Callbacks every run gets (see PlatformCLI.run_callbacks)."""
 
+import csv
+import os
 import random
 import time
 
@@ -7,6 +9,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.fabric.utilities.throughput import get_available_flops
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 
 
@@ -41,6 +44,18 @@ class RNGState(L.Callback):
         self._restore = None
 
 
+class LastCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` every ``every_n_train_steps`` and at the end of training, also when the last step
+    is not a multiple of the interval (ModelCheckpoint alone would leave the final steps unsaved)."""
+
+    def __init__(self, dirpath: str, every_n_train_steps: int):
+        super().__init__(dirpath=dirpath, every_n_train_steps=every_n_train_steps, save_top_k=0, save_last=True)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_step != self._last_global_step_saved:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
 class SpeedMonitor(L.Callback):
     """Logs ``perf/samples_per_sec``, ``perf/tokens_per_sec`` (tasks with ``tokens_in(batch)``) and
     ``perf/mfu`` (tasks with ``flops_per_token(batch)``, on devices whose peak FLOP/s is known),
@@ -63,7 +78,7 @@ class SpeedMonitor(L.Callback):
         if self.time_to_first_step is None:
             self.time_to_first_step = time.perf_counter() - self.start_time
             pl_module.log("perf/time_to_first_step", self.time_to_first_step, rank_zero_only=True)
-        self.samples += len(batch)
+        self.samples += _batch_size(batch)
         if hasattr(pl_module, "tokens_in"):
             self.tokens += pl_module.tokens_in(batch)
             flops_per_token = pl_module.flops_per_token(batch) if hasattr(pl_module, "flops_per_token") else None
@@ -82,6 +97,34 @@ class SpeedMonitor(L.Callback):
             self._reset_window()
 
 
+class PredictionWriter(L.Callback):
+    """Writes what ``predict_step`` returns (a dict of equal-length lists, one entry per example) as
+    rows of a CSV file, batch by batch; an existing file is never overwritten (``predictions-2.csv``...)."""
+
+    def __init__(self, run_dir: str):
+        self.run_dir, self.path, self._file, self._writer = run_dir, None, None, None
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.world_size > 1:
+            raise ValueError("predict writes one file: run it on one device (--trainer.devices 1)")
+        os.makedirs(self.run_dir, exist_ok=True)
+        n, self.path = 1, os.path.join(self.run_dir, "predictions.csv")
+        while os.path.exists(self.path):
+            n += 1
+            self.path = os.path.join(self.run_dir, f"predictions-{n}.csv")
+        self._file, self._writer = open(self.path, "w", newline=""), None
+
+    def on_predict_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: dict, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if self._writer is None:
+            self._writer = csv.writer(self._file)
+            self._writer.writerow(outputs)
+        self._writer.writerows(zip(*outputs.values()))
+
+    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._file.close()
+        print_rank_zero(f"Predictions: {self.path}")
+
+
 class ValidationReport(L.Callback):
     """Prints one line per validation (readable in a batch job's log, where no progress bar is) and
     remembers its step, so that fit can end with a validation of the final weights."""
@@ -94,6 +137,13 @@ class ValidationReport(L.Callback):
         self.step = trainer.global_step
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "train/"))}
         print_rank_zero(f"step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items())))
+
+
+def _batch_size(batch) -> int:
+    """Examples in a batch: a tensor's first dimension, or that of a tuple's first tensor."""
+    while isinstance(batch, (list, tuple, dict)):
+        batch = next(iter(batch.values())) if isinstance(batch, dict) else batch[0]
+    return len(batch)
 
 
 def _compute_dtype(trainer: L.Trainer) -> torch.dtype:

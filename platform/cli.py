@@ -8,10 +8,12 @@ What every run gets (on top of what its config says):
 - the RNG states saved in checkpoints, so a resumed run continues as the uninterrupted one would;
 - W&B logging into ``<run>/wandb``, offline when there are no credentials (``trainer.logger``
   replaces it: ``false``, or a CSV or TensorBoard logger);
-- ``--ckpt_path`` taking ``last`` (an error when there is nothing to resume), a run directory or a file.
+- ``--ckpt_path`` taking ``last`` (an error when there is nothing to resume), a run directory or a file;
+- ``predict`` writing what the task predicts to ``<run>/predictions.csv`` (never over an earlier file).
 """
 
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -19,12 +21,12 @@ from dataclasses import dataclass
 import lightning as L
 import torch
 import yaml
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningCLI, instantiate_class
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from platform.callbacks import RNGState, SpeedMonitor, ValidationReport, print_rank_zero
+from platform.callbacks import LastCheckpoint, PredictionWriter, RNGState, SpeedMonitor, ValidationReport, print_rank_zero
 from platform.loggers import finish_wandb, wandb_logger, wandb_sync_hint
 from platform.runs import check_fits, new_run_dir, resolve_ckpt_path, run_dir_of
 from tasks.checkpoints import read_checkpoint
@@ -132,11 +134,22 @@ class PlatformCLI(LightningCLI):
     def run_callbacks(self, config, has_logger: bool) -> list[L.Callback]:
         if config.run.checkpoint_every < 1:
             raise ValueError(f"run.checkpoint_every={config.run.checkpoint_every}: expected a positive number of steps")
-        checkpoint = ModelCheckpoint(
-            dirpath=os.path.join(self.run_dir, "checkpoints"), every_n_train_steps=config.run.checkpoint_every, save_top_k=0, save_last=True
-        )
+        checkpoint = LastCheckpoint(os.path.join(self.run_dir, "checkpoints"), every_n_train_steps=config.run.checkpoint_every)
         learning_rate = [LearningRateMonitor(logging_interval="step")] if has_logger else []
-        return [checkpoint, *learning_rate, RNGState(), SpeedMonitor(start_time=START_TIME), ValidationReport()]
+        predictions = [PredictionWriter(self.run_dir)] if self.subcommand == "predict" else []
+        return [checkpoint, *learning_rate, *predictions, RNGState(), SpeedMonitor(start_time=START_TIME), ValidationReport()]
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        except (ValueError, FileNotFoundError):
+            # bad input found once training began (data that does not fit the model): a fresh run that
+            # never saved a checkpoint leaves no directory behind to be mistaken for a run
+            fresh = subcommand == "fit" and not self._config.get("ckpt_path")
+            if fresh and self.trainer.is_global_zero and not os.path.isdir(os.path.join(self.run_dir, "checkpoints")):
+                finish_wandb(exit_code=2)
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
 
     # -- fit -------------------------------------------------------------------------------------
     def before_fit(self) -> None:

@@ -2,7 +2,9 @@
 
 from tasks.adversarial import GAN
 from tasks.causal_lm import CausalLM
+from tasks.classification import Classification
 from tasks.contrastive import Contrastive
+from tasks.distillation import Distillation
 from tasks.reconstruction import Reconstruction
 
-__all__ = ["CausalLM", "Contrastive", "GAN", "Reconstruction"]
+__all__ = ["CausalLM", "Classification", "Contrastive", "Distillation", "GAN", "Reconstruction"]

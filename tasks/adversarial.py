@@ -76,7 +76,7 @@ class GAN(L.LightningModule):
         if self.fid is not None:
             return
         if self.fid_encoder_ckpt:
-            encoder = load_network(self.fid_encoder_ckpt, "encoder", what="fid_encoder_ckpt")
+            encoder, _ = load_network(self.fid_encoder_ckpt, "encoder", what="fid_encoder_ckpt")
         else:
             channels, size, _ = self.trainer.datamodule.image_shape
             with seeded(0):  # the same random extractor in every run

@@ -13,9 +13,16 @@ class Task(L.LightningModule):
     def configure_optimizers(self):
         h = self.hparams
         # fp16 loss scaling unscales inside a fused step, which Lightning's gradient clipping refuses
-        optimizer = adamw(self, h.lr, h.weight_decay, h.betas, fused=self.trainer.precision != "16-mixed")
+        optimizer = adamw(self, h.lr, h.weight_decay, h.betas, fused=self.trainer.precision != "16-mixed", lr_scale=self.lr_scale())
         schedule = warmup_cosine(optimizer, h.warmup_steps, self.trainer.estimated_stepping_batches, h.min_lr_ratio)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def lr_scale(self):
+        """A function of a parameter's name that scales its learning rate; None: all at ``lr``."""
+        return None
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["task"] = f"{type(self).__module__}.{type(self).__name__}"  # so that tasks.checkpoints.load_task can rebuild it
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         if gradient_clip_val and str(self.trainer.precision).startswith("bf16"):

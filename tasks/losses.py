@@ -47,3 +47,20 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Te
 
 
 GAN_LOSSES = ("non_saturating", "hinge", "wgan_gp")
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, targets: torch.Tensor, alpha: float, temperature: float):
+    """Knowledge distillation (Hinton et al., 2015): ``alpha * T^2 * KL(teacher_T || student_T) +
+    (1 - alpha) * CE(student, targets)`` over rows of logits ``(N, classes)``.
+
+    Rows whose target is -100 take no part (padding, prompt tokens); rows whose target is -1 (no
+    label) get the KL term only, so a teacher can label data that has none. Returns the loss, the KL
+    and the cross-entropy; no host synchronization."""
+    kept = (targets != -100).float()
+    log_p_student = F.log_softmax(student.float() / temperature, dim=-1)
+    log_p_teacher = F.log_softmax(teacher.float() / temperature, dim=-1)
+    kl_rows = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(-1)
+    kl = (kl_rows * kept).sum() / kept.sum().clamp(min=1) * temperature**2
+    labels = targets.where(targets >= 0, -1)
+    ce = F.cross_entropy(student.float(), labels, ignore_index=-1, reduction="sum") / (labels >= 0).sum().clamp(min=1)
+    return alpha * kl + (1 - alpha) * ce, kl, ce

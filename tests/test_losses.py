@@ -1,7 +1,8 @@
 import torch
+import torch.nn.functional as F
 from torch.distributions import Normal, kl_divergence
 
-from tasks.losses import gaussian_kl
+from tasks.losses import distillation_loss, gaussian_kl
 
 
 def test_gaussian_kl_matches_torch_distributions():
@@ -15,7 +16,6 @@ def test_gaussian_kl_matches_torch_distributions():
 def test_nt_xent_matches_a_loop_over_pairs():
     import math
 
-    import torch.nn.functional as F
 
     from tasks.losses import nt_xent
 
@@ -50,3 +50,19 @@ def test_gan_losses_follow_their_formulas():
     w = torch.tensor([3.0, 4.0])
     penalty = gradient_penalty(lambda x: x @ w, torch.randn(5, 2), torch.randn(5, 2))
     assert torch.isclose(penalty, torch.tensor(16.0))
+
+
+def test_distillation_loss_is_hintons_and_skips_what_it_must():
+    torch.manual_seed(0)
+    student, teacher = torch.randn(5, 4), torch.randn(5, 4)
+    targets = torch.tensor([2, -1, 0, -100, 3])  # -1: no label (KL only); -100: not a prediction
+    T, alpha = 2.0, 0.7
+    loss, kl, ce = distillation_loss(student, teacher, targets, alpha, T)
+    rows = [0, 1, 2, 4]
+    reference_kl = F.kl_div(F.log_softmax(student[rows] / T, -1), F.softmax(teacher[rows] / T, -1), reduction="batchmean") * T**2
+    reference_ce = F.cross_entropy(student[[0, 2, 4]], targets[[0, 2, 4]])
+    torch.testing.assert_close(kl, reference_kl)
+    torch.testing.assert_close(ce, reference_ce)
+    torch.testing.assert_close(loss, alpha * reference_kl + (1 - alpha) * reference_ce)
+    _, kl_same, _ = distillation_loss(teacher, teacher, targets, alpha, T)
+    assert kl_same.abs() < 1e-6  # a student that matches its teacher has nothing left to learn from it

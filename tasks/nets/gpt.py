@@ -76,6 +76,7 @@ class GPT(nn.Module):
         if n_embd % n_head:
             raise ValueError(f"GPT n_embd={n_embd} is not divisible by n_head={n_head}")
         self.vocab_size, self.block_size, self.n_layer, self.n_embd = vocab_size, block_size, n_layer, n_embd
+        self.out_dim = n_embd  # the width of features(), for heads built on top
         self.wte = nn.Embedding(vocab_size, n_embd)
         self.wpe = nn.Embedding(block_size, n_embd)
         self.drop = nn.Dropout(dropout)
@@ -96,8 +97,9 @@ class GPT(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def features(self, idx: torch.Tensor) -> torch.Tensor:
-        """Final hidden states ``(B, T, n_embd)``: what a classifier or probe builds on."""
+    def features(self, idx: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Final hidden states ``(B, T, n_embd)``: what a classifier or probe builds on. ``mask`` (real
+        tokens, padding on the right) needs no use: causal attention never lets a real token see padding."""
         T = idx.size(1)
         if T > self.block_size:
             raise ValueError(f"sequence length {T} exceeds the model's block_size {self.block_size}")
@@ -142,7 +144,7 @@ class GPTEncoder(GPT):
         super().__init__(vocab_size, block_size, n_layer, n_head, n_embd, dropout, bias)
         if pooling not in ("mean", "last"):
             raise ValueError(f"pooling={pooling!r}: expected 'mean' or 'last'")
-        self.pooling, self.out_dim = pooling, n_embd
+        self.pooling = pooling
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         h = self.features(idx)

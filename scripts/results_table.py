@@ -1,0 +1,138 @@
+"""Regenerate README's results table: pretrain without labels, fine-tune with few, distil.
+
+    python scripts/results_table.py                 # every row, seeds 0 1 2, about an hour on 2 CPU cores
+    python scripts/results_table.py --rows a --seeds 0
+
+Each run is an ordinary ``python -m platform fit`` (run in this process, so Python and the
+libraries load once); the script prints each run's command line, so any number in the table can be
+reproduced alone. The seed sets the initialization, the data order and which examples are labelled
+(``split_seed``), so the spread covers the choice of the few labels too. Pretraining runs once and is
+reused if its checkpoint exists. The table is written between the results markers in README.md and
+the figures to ``<runs>/results.json``.
+"""
+
+import argparse
+import json
+import os
+import re
+import statistics
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # `platform` must be this repository's, not the standard library's
+
+from platform.cli import PlatformCLI  # noqa: E402
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def fit(runs: str, config: str, name: str, *overrides: str) -> dict:
+    """One run of ``python -m platform fit``; returns its final metrics and wall time."""
+    args = ["fit", "--config", f"configs/{config}.yaml", "--run.dir", runs, "--run.name", name, "--trainer.logger", "false",
+            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false", *overrides]  # fmt: skip
+    print("$ python -m platform " + " ".join(a if re.fullmatch(r"[\w./:=-]+", a) else repr(a) for a in args), flush=True)
+    start = time.perf_counter()
+    cli = PlatformCLI(args=args)
+    metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items() if k.startswith("val/")}
+    metrics["seconds"] = time.perf_counter() - start
+    metrics["checkpoint"] = os.path.join(cli.run_dir, "checkpoints", "last.ckpt")
+    metrics["parameters"] = sum(p.numel() for n, p in cli.model.named_parameters() if not n.startswith("teacher."))
+    return metrics
+
+
+def pretrained(runs: str, config: str, *overrides: str) -> str:
+    """The last checkpoint of a pretraining run, made once."""
+    ckpt = os.path.join(runs, config, "checkpoints", "last.ckpt")
+    if not os.path.isfile(ckpt):
+        fit(runs, config, config, *overrides)
+    return ckpt
+
+
+def rows(runs: str, which: str, seeds: list[int]):
+    """(row, what, labels, {variant: [metrics per seed]}), row by row."""
+    def per_seed(config: str, variant: str, *overrides: str) -> list[dict]:
+        return [fit(runs, config, f"{variant}-s{s}", "--seed_everything", str(s), "--data.init_args.split_seed", str(s), *overrides) for s in seeds]
+
+    if "a" in which:
+        gpt = pretrained(runs, "gpt_small")
+        yield "a", "GPT 4x192 (gpt_small) on BBC topics", "20/topic", {
+            "pretrained on BBC text (no labels)": per_seed("classify_bbc_gpt", "bbc-gpt-pretrained", "--model.init_args.backbone_ckpt", gpt, "--data.init_args.tokenizer", gpt),
+            "same network from scratch": per_seed("classify_bbc_gpt", "bbc-gpt-scratch", "--model.init_args.backbone_ckpt", "null", "--data.init_args.tokenizer", gpt),
+        }
+    if "b" in which or "c" in which:
+        teachers = per_seed("classify_bbc_minilm", "bbc-minilm")  # (c)'s teachers
+        if "b" in which:
+            yield "b", "MiniLM-L6 (22.7M, pretrained) on BBC topics", "20/topic", {"fine-tuned": teachers}
+            yield "b", "MiniLM-L6 on Rotten Tomatoes sentiment", "250/class", {"fine-tuned": per_seed("classify_sentiment_minilm", "sentiment-minilm")}
+    if "c" in which:
+        students = [
+            fit(runs, "distill_bbc_minilm", f"bbc-distilled-s{s}", "--seed_everything", str(s), "--data.init_args.split_seed", str(s),
+                "--model.init_args.teacher_ckpt", teacher["checkpoint"])
+            for s, teacher in zip(seeds, teachers)
+        ]  # fmt: skip
+        yield "c", "(b) distilled into a 2x128 BERT (4.4M, 5x smaller)", "20/topic + unlabelled", {
+            "student with the teacher": students,
+            "same student without it": per_seed("classify_bbc_student", "bbc-student-alone"),
+        }
+    if "d" in which:
+        simclr = pretrained(runs, "simclr")
+        random_init = ["--model.init_args.backbone_ckpt", "null"]
+        yield "d", "ConvEncoder on MNIST-5k, SimCLR vs random init", "10/class", {
+            "SimCLR, linear probe": per_seed("classify_mnist_simclr", "mnist-simclr-probe", "--model.init_args.backbone_ckpt", simclr),
+            "random, linear probe": per_seed("classify_mnist_simclr", "mnist-random-probe", *random_init),
+            "SimCLR, fine-tuned": per_seed("classify_mnist_simclr", "mnist-simclr-finetune", "--model.init_args.backbone_ckpt", simclr, "--model.init_args.mode", "finetune"),
+            "random, fine-tuned": per_seed("classify_mnist_simclr", "mnist-random-finetune", *random_init, "--model.init_args.mode", "finetune"),
+        }
+
+
+def mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def table_line(result: dict) -> str:
+    runs = result["runs"]
+    acc, f1 = [r["val/acc"] for r in runs], [r["val/f1"] for r in runs]
+    seconds = statistics.mean(r["seconds"] for r in runs)
+    return f"| {result['row']} | {result['what']} | {result['labels']} | {result['variant']} | {mean_std(acc)} | {mean_std(f1)} | {runs[0]['parameters'] / 1e6:.1f}M | {seconds:.0f} |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", default="abcd", help="which rows: any of a, b, c, d")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--runs", default="runs/results", help="where the runs go")
+    parser.add_argument("--readme", default=os.path.join(ROOT, "README.md"), help="README to update ('' to skip)")
+    args = parser.parse_args()
+    os.chdir(ROOT)
+    os.environ.setdefault("WANDB_MODE", "disabled")
+
+    path = os.path.join(args.runs, "results.json")
+    earlier = json.load(open(path)) if os.path.isfile(path) else []  # rows not run now keep their figures
+    results = [r for r in earlier if r["row"] not in args.rows]
+    for row, what, labels, variants in rows(args.runs, args.rows, args.seeds):
+        for variant, runs in variants.items():
+            results.append({"row": row, "what": what, "labels": labels, "variant": variant, "seeds": args.seeds, "date": time.strftime("%Y-%m-%d"), "runs": runs})
+            print(table_line(results[-1]), flush=True)
+    results.sort(key=lambda r: r["row"])
+    with open(path, "w") as f:
+        json.dump(results, f, indent=1)
+    lines = ["| row | model and data | labels | variant | val accuracy | val macro-F1 | params | s/run |", "|---|---|---|---|---|---|---|---|"]
+    lines += [table_line(r) for r in results]
+    seeds = sorted({tuple(r["seeds"]) for r in results})
+    stamp = f"Seeds {' / '.join(', '.join(map(str, s)) for s in seeds)}; mean ± standard deviation; {max(r['date'] for r in results)}, `python scripts/results_table.py`."
+    table = "\n".join([*lines, "", stamp])
+    print("\n" + table)
+    if args.readme:
+        text = open(args.readme).read()
+        if START in text and END in text:
+            head, rest = text.split(START, 1)
+            text = head + START + "\n" + table + "\n" + END + rest.split(END, 1)[1]
+            open(args.readme, "w").write(text)
+            print(f"Updated {args.readme}")
+
+
+if __name__ == "__main__":
+    main()

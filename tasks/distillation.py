@@ -1,0 +1,101 @@
+"""Distillation: a smaller student learns from a frozen teacher's softened predictions."""
+
+import torch
+from torch import nn
+
+from tasks.base import Task, check_optimizer_args
+from tasks.checkpoints import load_task
+from tasks.hparams import save_hyperparameters
+from tasks.losses import distillation_loss
+
+
+def _vocab_size(task: nn.Module) -> int | None:
+    network = getattr(task, "net", None) or getattr(task, "backbone", None)
+    return getattr(network, "vocab_size", None)
+
+
+def _outputs(task: nn.Module) -> int | None:
+    return getattr(task, "num_classes", None) or _vocab_size(task)
+
+
+class Distillation(Task):
+    """Trains ``student`` with ``alpha * T^2 * KL(teacher/T || student/T) + (1 - alpha) * CE``
+    (Hinton et al., 2015). Student and teacher are tasks of one kind: ``Classification`` (one
+    distribution per example; unlabelled examples, label -1, learn from the teacher alone) or
+    ``CausalLM`` (one per token, the same tokenizer for both).
+
+    The student's own ``evaluate``/``val_metrics`` report validation, so its metrics are named as in
+    a plain run of its task, and ``tasks.checkpoints.load_task`` turns this run's checkpoint into
+    the student alone: a plain Classification or CausalLM.
+
+    Args:
+        student: the task to train, e.g. ``tasks.Classification`` with a small backbone.
+        teacher: a task of the same kind; or ``teacher_ckpt``, a checkpoint of this platform
+            (rebuilt from its own hyperparameters). Frozen and in eval mode throughout.
+        alpha: weight of the distillation term; 1 - alpha goes to the hard labels.
+        temperature: softens both distributions; the KL is scaled by T^2 to keep its gradients' size.
+    """
+
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: nn.Module | None = None,
+        teacher_ckpt: str | None = None,
+        alpha: float = 0.5,
+        temperature: float = 2.0,
+        lr: float = 1e-3,
+        weight_decay: float = 0.01,
+        betas: tuple[float, float] = (0.9, 0.999),
+        warmup_steps: int = 20,
+        min_lr_ratio: float = 0.1,
+    ):
+        super().__init__()
+        if not 0 <= alpha <= 1 or temperature <= 0:
+            raise ValueError(f"alpha={alpha}, temperature={temperature}: expected 0 <= alpha <= 1 and temperature > 0")
+        check_optimizer_args(lr, warmup_steps, min_lr_ratio)
+        save_hyperparameters(self)
+        if teacher_ckpt:
+            teacher = load_task(teacher_ckpt)
+        if teacher is None:
+            raise ValueError("Distillation: no teacher; expected model.teacher_ckpt (a checkpoint) or model.teacher (a task config)")
+        if type(teacher) is not type(student):
+            raise ValueError(f"teacher is a {type(teacher).__name__} and student a {type(student).__name__}: expected tasks of one kind")
+        if _vocab_size(teacher) != _vocab_size(student) or _outputs(teacher) != _outputs(student):
+            raise ValueError(
+                f"teacher (vocab_size={_vocab_size(teacher)}, outputs={_outputs(teacher)}) and student (vocab_size={_vocab_size(student)}, "
+                f"outputs={_outputs(student)}) differ: expected one tokenizer and one set of outputs for both"
+            )
+        self.student, self.teacher = student, teacher.requires_grad_(False).eval()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.teacher.eval()  # no dropout in the teacher's targets
+        return self
+
+    def configure_model(self) -> None:
+        self.student.configure_model()
+
+    def setup(self, stage: str) -> None:
+        for task in (self.student, self.teacher):
+            task.check_data(self.trainer.datamodule)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        logits, targets = self.student.logits_and_targets(batch)
+        with torch.no_grad():
+            teacher_logits, _ = self.teacher.logits_and_targets(batch)
+        loss, kl, ce = distillation_loss(logits, teacher_logits, targets, self.hparams.alpha, self.hparams.temperature)
+        self.log_dict({"train/loss": loss, "train/kl": kl, "train/ce": ce}, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self.student.evaluate(*self.student.logits_and_targets(batch))
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict(self.student.val_metrics(), prog_bar=True)
+
+    def tokens_in(self, batch) -> int:
+        return self.student.tokens_in(batch)
+
+    def flops_per_token(self, batch) -> float | None:
+        count = getattr(self.student, "flops_per_token", None)
+        return count(batch) if count else None

@@ -1,0 +1,46 @@
+"""A Hugging Face transformer as a backbone, teacher or student: pretrained weights from a packaged
+model (``minilm``), a local folder or the Hub, or a fresh one of the same family, resized."""
+
+import torch
+from torch import nn
+
+from datamodules.corpora import pretrained_dir
+
+
+class HuggingFace(nn.Module):
+    """``transformers.AutoModel`` behind the interface of this platform's text networks:
+    ``features(idx, mask)`` gives hidden states ``(B, T, out_dim)``; ``forward`` mean-pools them.
+
+    Args:
+        model: ``minilm`` (all-MiniLM-L6-v2, shipped in a package), a model folder, or a Hub name.
+        pretrained: load the model's weights; False builds the architecture with fresh weights.
+        config: changes to the model's config, such as a smaller student:
+            ``{num_hidden_layers: 2, hidden_size: 128, num_attention_heads: 2, intermediate_size: 512}``.
+    """
+
+    def __init__(self, model: str = "minilm", pretrained: bool = True, config: dict | None = None):
+        super().__init__()
+        import transformers  # slow to import: only where a Hugging Face model is used
+
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+        path = pretrained_dir(model)
+        try:
+            model_config = transformers.AutoConfig.from_pretrained(path, **(config or {}))
+            self.model = transformers.AutoModel.from_pretrained(path, config=model_config) if pretrained else transformers.AutoModel.from_config(model_config)
+        except (OSError, TypeError, ValueError) as err:
+            raise ValueError(f"HuggingFace model={model!r}: could not load it ({str(err).strip().splitlines()[0]})") from err
+        self.model.train()  # from_pretrained returns eval mode, and Lightning keeps the mode a module is built in
+        if getattr(self.model, "pooler", None) is not None:
+            self.model.pooler = None  # BERT's pooler is trained for next-sentence prediction; we pool ourselves
+        self.vocab_size, self.out_dim = model_config.vocab_size, model_config.hidden_size
+
+    def features(self, idx: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model(input_ids=idx, attention_mask=mask).last_hidden_state
+
+    def forward(self, idx: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.features(idx, mask)
+        if mask is None:
+            return h.mean(dim=1)
+        mask = mask.unsqueeze(-1).to(h.dtype)
+        return (h * mask).sum(1) / mask.sum(1).clamp(min=1)
