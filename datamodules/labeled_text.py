@@ -16,9 +16,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 
 from datamodules.corpora import package_dir, resolve_files
 from datamodules.labels import UNLABELED, split_by_class
-from datamodules.tokenizers import load_tokenizer
-
-SOURCES = ("bbc_news", "rotten_tomatoes")
+from datamodules.tokenizers import SavesTokenizer, load_tokenizer
 
 
 def read_labeled(source: str | list[str], text_field: str = "text", label_field: str = "label") -> tuple[list[str], list[str]]:
@@ -65,7 +63,7 @@ class TokenizedTexts(Dataset):
         return self.ids[i], int(self.labels[i])
 
 
-class LabeledTextDataModule(L.LightningDataModule):
+class LabeledTextDataModule(SavesTokenizer, L.LightningDataModule):
     """Text classification data. Batches are ``(ids (B, T), mask (B, T), labels (B,))``, padded to
     the longest text of the batch; a label of -1 marks an example without one.
 
@@ -129,11 +127,6 @@ class LabeledTextDataModule(L.LightningDataModule):
             self.splits[name] = TokenizedTexts(ids, labels[idx])
         self.val_texts = [self.texts[i] for i in self.parts["val"]]
 
-    def state_dict(self) -> dict:
-        return {"tokenizer": self.tokenizer.to_str()}  # so that a classifier's checkpoint names its tokenizer
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        pass
 
     def collate(self, batch: list[tuple[list[int], int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         length = max(len(ids) for ids, _ in batch)

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from datamodules.corpora import resolve_files
-from datamodules.tokenizers import load_tokenizer
+from datamodules.tokenizers import SavesTokenizer, load_tokenizer
 
 IGNORE = -100
 ARTICLE_CHARS = 400  # of a BBC article in a headline prompt
@@ -79,7 +79,7 @@ def pad_batch(examples: list[tuple[torch.Tensor, int]], pad_id: int) -> tuple[to
     return tokens, targets
 
 
-class PromptResponseDataModule(L.LightningDataModule):
+class PromptResponseDataModule(SavesTokenizer, L.LightningDataModule):
     """Prompt/response pairs for fine-tuning ``tasks.CausalLM``, the loss masked to the responses.
 
     Args:
@@ -169,12 +169,6 @@ class PromptResponseDataModule(L.LightningDataModule):
             )
         return examples
 
-    def state_dict(self) -> dict:
-        """Saved in every checkpoint: the tokenizer, so that a later run can tokenize as this one did."""
-        return {"tokenizer": self.tokenizer.to_str()}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        pass  # the tokenizer comes from the config; the saved copy is for other runs
 
     def train_dataloader(self) -> StatefulDataLoader:
         return StatefulDataLoader(

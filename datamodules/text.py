@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from datamodules.corpora import read_documents, resolve_files
-from datamodules.tokenizers import NAMES, BPETokenizer, load_tokenizer, tokenizer_vocab_size
+from datamodules.tokenizers import NAMES, BPETokenizer, SavesTokenizer, load_tokenizer, tokenizer_vocab_size
 
 CACHE_FORMAT = 1  # bump when the token files' layout changes
 
@@ -44,7 +44,7 @@ class TokenWindows(Dataset):
         return {**self.__dict__, "_tokens": None}
 
 
-class TextDataModule(L.LightningDataModule):
+class TextDataModule(SavesTokenizer, L.LightningDataModule):
     """Causal-LM data from a packaged corpus or the user's own text/JSONL files.
 
     Args:
@@ -165,12 +165,6 @@ class TextDataModule(L.LightningDataModule):
                 f"{self.block_size} tokens: expected at most {len(self.train_set)}"
             )
 
-    def state_dict(self) -> dict:
-        """Saved in every checkpoint: the tokenizer, so that fine-tuning tokenizes as pretraining did."""
-        return {"tokenizer": self.tokenizer.to_str()} if self.tokenizer is not None else {}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        pass  # the tokenizer comes from the config and the token cache; the saved copy is for other runs
 
     def unigram_entropy(self) -> float:
         """Entropy (nats/token) of the validation tokens' own frequencies: the loss of a model

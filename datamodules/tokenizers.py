@@ -115,6 +115,19 @@ def tokenizer_vocab_size(name: str, bpe_vocab_size: int) -> int:
     return {"gpt2": 50257, "bpe": bpe_vocab_size, "bytes": ByteTokenizer.vocab_size}[name]
 
 
+class SavesTokenizer:
+    """Mixin for text datamodules: every checkpoint stores ``self.tokenizer``, so that a later run can
+    name the checkpoint as its tokenizer and tokenize exactly as this one did (``load_tokenizer``)."""
+
+    tokenizer = None
+
+    def state_dict(self) -> dict:
+        return {"tokenizer": self.tokenizer.to_str()} if self.tokenizer is not None else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        pass  # a run's tokenizer comes from its config; the saved copy is for other runs
+
+
 def tokenizer_from_str(state: str):
     """The tokenizer that ``to_str`` described."""
     if state == "bytes":
