@@ -2,6 +2,7 @@
 
 from datamodules.images import ImageDataModule
 from datamodules.labeled_text import LabeledTextDataModule
+from datamodules.prompts import PromptResponseDataModule
 from datamodules.text import TextDataModule
 
-__all__ = ["ImageDataModule", "LabeledTextDataModule", "TextDataModule"]
+__all__ = ["ImageDataModule", "LabeledTextDataModule", "PromptResponseDataModule", "TextDataModule"]

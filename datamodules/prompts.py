@@ -169,7 +169,6 @@ class PromptResponseDataModule(SavesTokenizer, L.LightningDataModule):
             )
         return examples
 
-
     def train_dataloader(self) -> StatefulDataLoader:
         return StatefulDataLoader(
             self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True, collate_fn=self._collate,
