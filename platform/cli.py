@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import lightning as L
 import torch
 import yaml
+from jsonargparse import dict_to_namespace
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningCLI, instantiate_class
 from lightning.pytorch.loggers import WandbLogger
@@ -104,6 +105,8 @@ class PlatformCLI(LightningCLI):
         """Instantiate the datamodule first and fill the network arguments it determines (such as
         ``vocab_size``) wherever the model config leaves them ``None``; then everything else."""
         config = self._config
+        if config.get("ckpt_path"):
+            _networks_from_checkpoint(config.model.init_args, self.checkpoint.get("hyper_parameters", {}))
         self.datamodule = instantiate_class((), config.data.as_dict())
         _fill_none(config.model, getattr(self.datamodule, "model_args", {}))
         to_instantiate = self.config.clone()
@@ -185,6 +188,17 @@ class PlatformCLI(LightningCLI):
         if getattr(model, "sample", None):
             lines.append(f"  sample: {model.sample!r}")
         print_rank_zero("\n".join(lines))
+
+
+def _networks_from_checkpoint(init_args, saved: dict) -> None:
+    """A resumed run rebuilds what ``*_ckpt`` arguments once loaded (``backbone_ckpt``, ``teacher_ckpt``,
+    ``init_ckpt``) from the checkpoint being resumed, which holds their weights and, in its
+    hyperparameters, their configs: the files they came from may be gone."""
+    for key in [k for k in init_args.keys() if k.endswith("_ckpt") and init_args[k]]:
+        network = key.removesuffix("_ckpt")
+        if network in init_args and init_args[network] is None and isinstance(saved.get(network), dict):
+            init_args[network] = dict_to_namespace(saved[network])
+        init_args[key] = None
 
 
 def _fill_none(config, values: dict) -> None:

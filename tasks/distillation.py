@@ -54,8 +54,10 @@ class Distillation(Task):
             raise ValueError(f"alpha={alpha}, temperature={temperature}: expected 0 <= alpha <= 1 and temperature > 0")
         check_optimizer_args(lr, warmup_steps, min_lr_ratio)
         save_hyperparameters(self)
-        if teacher_ckpt:
+        if teacher_ckpt:  # recorded as a config too, so that a resume rebuilds it without the file
             teacher = load_task(teacher_ckpt)
+            self.hparams["teacher"] = {"class_path": f"{type(teacher).__module__}.{type(teacher).__name__}",
+                                       "init_args": {k: v for k, v in teacher.hparams.items() if not k.startswith("_")}}  # fmt: skip
         if teacher is None:
             raise ValueError("Distillation: no teacher; expected model.teacher_ckpt (a checkpoint) or model.teacher (a task config)")
         if type(teacher) is not type(student):

@@ -245,3 +245,26 @@ def test_token_level_distillation_of_a_gpt(cli, gpt_ckpt):
     from datamodules.tokenizers import ByteTokenizer
 
     assert student.generate("In the", 5, tokenizer=ByteTokenizer()).startswith("In the")
+
+
+def test_a_resume_needs_no_file_but_its_checkpoint(cli, gpt_ckpt, tmp_path):
+    """backbone_ckpt and teacher_ckpt are read when a run starts; a resume, validate or predict
+    rebuilds those networks from the checkpoint it resumes, so the files may since have gone."""
+    import shutil
+
+    pretrained = str(tmp_path / "pretrained.ckpt")
+    shutil.copy(gpt_ckpt, pretrained)
+    runs = cli("fit", *from_gpt(pretrained))
+    teacher = str(tmp_path / "teacher.ckpt")
+    shutil.copy(os.path.join(runs, "classify_bbc_gpt", "checkpoints", "last.ckpt"), teacher)
+    student = "{class_path: tasks.nets.GPT, init_args: {n_layer: 1, n_head: 2, n_embd: 16, block_size: 64}}"
+    distill = ["--config", "configs/distill_bbc_minilm.yaml", "--model.init_args.teacher_ckpt", teacher, "--data.init_args.tokenizer", gpt_ckpt,
+               "--model.init_args.student.init_args.backbone", student, "--data.init_args.max_length", "32", "--data.init_args.labels_per_class", "4",
+               "--trainer.limit_val_batches", "2", "--trainer.logger", "false"]  # fmt: skip
+    cli("fit", *distill, "--trainer.max_steps", "3")
+    os.remove(pretrained)
+    os.remove(teacher)
+    cli("fit", *from_gpt(pretrained, "--data.init_args.tokenizer", gpt_ckpt, "--ckpt_path", "last", "--trainer.max_steps", "5"))
+    cli("fit", *distill, "--ckpt_path", "last", "--trainer.max_steps", "5")
+    for name in ("classify_bbc_gpt", "distill_bbc_minilm"):
+        assert torch.load(os.path.join(runs, name, "checkpoints", "last.ckpt"), weights_only=True)["global_step"] == 5
