@@ -125,9 +125,9 @@ class Classification(Task):
 
     def check_data(self, datamodule) -> None:
         classes = getattr(datamodule, "num_classes", None)
-        if classes and classes != self.hparams.num_classes:
+        if classes and classes != self.num_classes:
             names = ", ".join(getattr(datamodule, "classes", [])[:6])
-            raise ValueError(f"model num_classes={self.hparams.num_classes} does not match the data's {classes} classes ({names}): expected {classes}")
+            raise ValueError(f"model num_classes={self.num_classes} does not match the data's {classes} classes ({names}): expected {classes}")
         tokenizer = getattr(datamodule, "tokenizer", None)
         if tokenizer is None:
             return

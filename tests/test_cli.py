@@ -116,7 +116,7 @@ def run_bad(cli, capsys, *args) -> str:
     [
         (["--data.init_args.corpus", "missing/corpus.txt"], "corpus path 'missing/corpus.txt': file not found"),
         (["--data.init_args.corpus", "missing/*.txt"], "corpus path 'missing/*.txt': glob matches no file"),
-        (["--data.init_args.tokenizer", "sentencepiece"], "tokenizer='sentencepiece': expected one of gpt2, bpe, bytes"),
+        (["--data.init_args.tokenizer", "sentencepiece"], "tokenizer='sentencepiece': expected gpt2, bpe, bytes, a tokenizer.json"),
         (["--data.init_args.block_size", "500000"], "data.block_size=500000 is too large for the val split"),
         (["--data.init_args.block_size", "128"], "data.block_size=128 exceeds the model's context, net block_size=64"),
         (["--model.init_args.net.init_args.vocab_size", "100"], "net vocab_size=100 is smaller than the tokenizer's vocabulary (257)"),

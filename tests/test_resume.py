@@ -110,7 +110,6 @@ DIGITS = ["--data.init_args.source", "digits", "--data.init_args.batch_size", "3
         ("simclr", 13, DIGITS),
         ("gan", 14, DIGITS),  # a GAN batch is two optimizer steps
         ("simcse", 13, ["--data.init_args.corpus", "kjv", "--data.init_args.tokenizer", "bytes", "--data.init_args.batch_size", "8"]),
-        ("classify_mnist_simclr", 13, [*DIGITS, "--model.init_args.backbone_ckpt", "null", "--model.init_args.mode", "finetune"]),
         ("classify_bbc_gpt", 13, ["--model.init_args.backbone_ckpt", "null", "--data.init_args.tokenizer", "bytes", "--data.init_args.max_length", "32",
                                   "--data.init_args.labels_per_class", "10", "--data.init_args.batch_size", "8",
                                   "--model.init_args.backbone.init_args.n_layer", "1", "--model.init_args.backbone.init_args.n_embd", "32"]),
