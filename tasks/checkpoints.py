@@ -95,11 +95,12 @@ def load_task(ckpt_path: str):
     kind (Classification, CausalLM). Arguments that name other checkpoints (``*_ckpt``) are dropped:
     the weights they would load are in this checkpoint."""
     checkpoint = read_checkpoint(ckpt_path)
-    if "task" not in checkpoint:
-        raise ValueError(f"{ckpt_path}: no task class recorded (expected a checkpoint written by `python -m platform fit`)")
     hparams, prefix = dict(checkpoint.get("hyper_parameters", {})), ""
-    spec = {"class_path": checkpoint["task"], "init_args": hparams}
-    if checkpoint["task"] == "tasks.distillation.Distillation":
+    class_path = checkpoint.get("task") or hparams.get("_class_path")  # ours, or LightningCLI's record
+    if not class_path:
+        raise ValueError(f"{ckpt_path}: no task class recorded (expected a checkpoint written by `python -m platform fit`)")
+    spec = {"class_path": class_path, "init_args": hparams}
+    if class_path.rsplit(".", 1)[-1] == "Distillation":
         spec, prefix = hparams["student"], "student"
     # "_class_path" and the like are LightningCLI's records, not arguments
     spec = {**spec, "init_args": {k: (None if k.endswith("_ckpt") else v) for k, v in spec["init_args"].items() if not k.startswith("_")}}

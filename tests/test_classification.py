@@ -268,3 +268,11 @@ def test_a_resume_needs_no_file_but_its_checkpoint(cli, gpt_ckpt, tmp_path):
     cli("fit", *distill, "--ckpt_path", "last", "--trainer.max_steps", "5")
     for name in ("classify_bbc_gpt", "distill_bbc_minilm"):
         assert torch.load(os.path.join(runs, name, "checkpoints", "last.ckpt"), weights_only=True)["global_step"] == 5
+
+
+def test_load_task_reads_checkpoints_from_before_the_task_was_recorded(gpt_ckpt, tmp_path):
+    checkpoint = torch.load(gpt_ckpt, weights_only=True)
+    del checkpoint["task"]  # older checkpoints name their class only in LightningCLI's "_class_path"
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+    task = load_task(str(tmp_path / "old.ckpt"))
+    assert type(task).__name__ == "CausalLM" and torch.equal(task.net.wte.weight, checkpoint["state_dict"]["net.wte.weight"])
