@@ -7,6 +7,7 @@ can still be an input, e.g. to a distillation teacher); ``-100`` marks a positio
 import numpy as np
 
 UNLABELED = -1
+IGNORE = -100  # cross-entropy's ignore_index
 
 
 def check_label_budget(labels_per_class: int | None, label_fraction: float | None) -> None:

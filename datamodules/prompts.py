@@ -20,9 +20,9 @@ from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from datamodules.corpora import resolve_files
+from datamodules.labels import IGNORE
 from datamodules.tokenizers import SavesTokenizer, load_tokenizer
 
-IGNORE = -100
 ARTICLE_CHARS = 400  # of a BBC article in a headline prompt
 
 

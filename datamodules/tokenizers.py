@@ -128,6 +128,11 @@ class SavesTokenizer:
         pass  # a run's tokenizer comes from its config; the saved copy is for other runs
 
 
+def saved_tokenizer(checkpoint: dict) -> str | None:
+    """The tokenizer state (``to_str``) a text datamodule saved in a checkpoint, if any."""
+    return next((v["tokenizer"] for v in checkpoint.values() if isinstance(v, dict) and isinstance(v.get("tokenizer"), str)), None)
+
+
 def tokenizer_from_str(state: str):
     """The tokenizer that ``to_str`` described."""
     if state == "bytes":
@@ -152,10 +157,10 @@ def load_tokenizer(spec: str):
         from tasks.checkpoints import read_checkpoint  # the datamodules otherwise need nothing of tasks
 
         checkpoint = read_checkpoint(spec, what="tokenizer")
-        states = [v["tokenizer"] for v in checkpoint.values() if isinstance(v, dict) and isinstance(v.get("tokenizer"), str)]
-        if not states:
+        state = saved_tokenizer(checkpoint)
+        if state is None:
             raise ValueError(f"tokenizer {spec}: the checkpoint stores no tokenizer (expected one written by a text datamodule)")
-        return tokenizer_from_str(states[0])
+        return tokenizer_from_str(state)
     if spec in PRETRAINED or os.path.isdir(os.path.expanduser(spec)) or spec.count("/") == 1:
         return BPETokenizer.pretrained(spec)
     raise ValueError(

@@ -5,12 +5,11 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
 
+from datamodules.labels import IGNORE
 from tasks.base import Task, check_optimizer_args
 from tasks.checkpoints import load_state, read_checkpoint, state_under
 from tasks.hparams import save_hyperparameters
 from tasks.rng import evaluating, seeded
-
-IGNORE = -100  # a target that is not scored (a prompt token, padding): cross-entropy's ignore_index
 
 
 class CausalLM(Task):

@@ -78,14 +78,18 @@ def load_state(module: nn.Module, checkpoint: dict, prefix: str, what: str) -> N
 def load_network(ckpt_path: str, key: str | tuple[str, ...], what: str = "checkpoint") -> tuple[nn.Module, str]:
     """The network stored under ``key`` (or the first of several keys present), rebuilt from its saved
     config and loaded with its weights; returns it and the key it was found under."""
-    checkpoint = read_checkpoint(ckpt_path, what)
+    return rebuild_network(read_checkpoint(ckpt_path, what), key, f"{what} {ckpt_path}")
+
+
+def rebuild_network(checkpoint: dict, key: str | tuple[str, ...], what: str) -> tuple[nn.Module, str]:
+    """``load_network`` for a checkpoint already read."""
     found = networks_of(checkpoint)
     keys = (key,) if isinstance(key, str) else key
     match = next((k for k in keys if k in found), None)
     if match is None:
-        raise ValueError(f"{what} {ckpt_path}: no {' or '.join(map(repr, keys))} network in it; it holds {', '.join(found) or 'none this platform can rebuild'}")
+        raise ValueError(f"{what}: no {' or '.join(map(repr, keys))} network in it; it holds {', '.join(found) or 'none this platform can rebuild'}")
     network = build(found[match])
-    load_state(network, checkpoint, match, f"{what} {ckpt_path}")
+    load_state(network, checkpoint, match, what)
     return network, match
 
 

@@ -7,7 +7,8 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassPrecision, MulticlassRecall
 
 from tasks.base import Task, check_optimizer_args
-from tasks.checkpoints import load_network, load_state, networks_of, read_checkpoint, state_under
+from datamodules.tokenizers import saved_tokenizer
+from tasks.checkpoints import load_state, networks_of, read_checkpoint, rebuild_network, state_under
 from tasks.hparams import save_hyperparameters
 from tasks.optim import layer_decay_scale
 
@@ -93,9 +94,9 @@ class Classification(Task):
         the checkpoint's network rebuilt from its saved config (recorded here, so that this task's
         own checkpoints rebuild without the backbone checkpoint)."""
         checkpoint = read_checkpoint(path, what="backbone_ckpt")
-        self.backbone_tokenizer = next((v["tokenizer"] for v in checkpoint.values() if isinstance(v, dict) and isinstance(v.get("tokenizer"), str)), None)
+        self.backbone_tokenizer = saved_tokenizer(checkpoint)
         if backbone is None:
-            backbone, key = load_network(path, BACKBONE_KEYS, what="backbone_ckpt")
+            backbone, key = rebuild_network(checkpoint, BACKBONE_KEYS, f"backbone_ckpt {path}")
             self.hparams["backbone"] = networks_of(checkpoint)[key]
             return backbone
         key = next((k for k in BACKBONE_KEYS if state_under(checkpoint, k)), None)

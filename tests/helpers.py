@@ -1,9 +1,10 @@
-"""Callbacks that tests inject into real CLI runs through the config."""
+"""Callbacks that tests inject into real CLI runs through the config, and a check of bad input."""
 
 import os
 import signal
 
 import lightning as L
+import pytest
 
 
 class KillAtStep(L.Callback):
@@ -20,3 +21,13 @@ class KillAtStep(L.Callback):
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         if trainer.global_step == self.step and self.during_save:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+def error_line(cli, capsys, *args) -> str:
+    """Run the CLI on bad input: it must exit with status 2 and no traceback; returns its last line."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli(*args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err)
+    return err[-1]

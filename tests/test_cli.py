@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from tests.conftest import ROOT
+from tests.helpers import error_line
 
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.yaml")))
 TINY_BERT = "{num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 2, intermediate_size: 64}"
@@ -102,14 +103,6 @@ def test_resume_continues_from_last_and_validate_reads_it(cli, capsys):
     assert "val/loss" in capsys.readouterr().out
 
 
-def run_bad(cli, capsys, *args) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        cli(*args)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert "Traceback" not in "\n".join(err)
-    return err[-1]
-
 
 @pytest.mark.parametrize(
     "overrides, message",
@@ -126,13 +119,13 @@ def run_bad(cli, capsys, *args) -> str:
     ],
 )
 def test_bad_input_gets_one_line_and_exit_2(cli, capsys, overrides, message):
-    line = run_bad(cli, capsys, "fit", "--config", "configs/gpt_nano.yaml", "--trainer.logger", "false", *overrides)
+    line = error_line(cli, capsys, "fit", "--config", "configs/gpt_nano.yaml", "--trainer.logger", "false", *overrides)
     assert message in line
 
 
 def test_empty_corpus_is_refused(cli, capsys, tmp_path):
     (tmp_path / "empty.txt").write_text("")
-    line = run_bad(cli, capsys, "fit", "--config", "configs/gpt_nano.yaml", "--data.init_args.corpus", str(tmp_path / "empty.txt"))
+    line = error_line(cli, capsys, "fit", "--config", "configs/gpt_nano.yaml", "--data.init_args.corpus", str(tmp_path / "empty.txt"))
     assert "no text in its 1 file" in line
 
 
@@ -154,13 +147,13 @@ def test_checkpoints_load_weights_only_and_must_fit_the_model(cli, capsys, tmp_p
 
     del ckpt["hyper_parameters"]["net"]  # as saved from Python: the net's shape is not recorded
     torch.save(ckpt, tmp_path / "no_net.ckpt")
-    line = run_bad(cli, capsys, "validate", "--config", "configs/gpt_nano.yaml", "--ckpt_path", str(tmp_path / "no_net.ckpt"),
+    line = error_line(cli, capsys, "validate", "--config", "configs/gpt_nano.yaml", "--ckpt_path", str(tmp_path / "no_net.ckpt"),
                    "--model.init_args.net.init_args.n_embd", "48")  # fmt: skip
     assert "does not fit the configured model: net.wte.weight has shape (257, 32) in the checkpoint and (257, 48) in the model" in line
 
     ckpt["hyper_parameters"]["payload"] = subprocess.Popen  # an object that unpickling would import
     torch.save(ckpt, tmp_path / "code.ckpt")
-    line = run_bad(cli, capsys, "validate", "--config", "configs/gpt_nano.yaml", "--ckpt_path", str(tmp_path / "code.ckpt"))
+    line = error_line(cli, capsys, "validate", "--config", "configs/gpt_nano.yaml", "--ckpt_path", str(tmp_path / "code.ckpt"))
     assert "refused, it holds Python objects that weights-only loading does not run" in line
 
 
@@ -179,7 +172,7 @@ def test_checkpoints_load_weights_only_and_must_fit_the_model(cli, capsys, tmp_p
     ],
 )
 def test_bad_task_input_gets_one_line(cli, capsys, config, overrides, message):
-    line = run_bad(cli, capsys, "fit", "--config", f"configs/{config}.yaml", "--data.init_args.source", "digits", "--trainer.logger", "false", *overrides)
+    line = error_line(cli, capsys, "fit", "--config", f"configs/{config}.yaml", "--data.init_args.source", "digits", "--trainer.logger", "false", *overrides)
     assert message in line
 
 

@@ -13,6 +13,7 @@ from torch import nn
 from datamodules.prompts import IGNORE, PromptResponseDataModule, bbc_headlines
 from tasks import CausalLM
 from tasks.nets import GPT
+from tests.helpers import error_line
 
 NET = "--model.init_args.net.init_args."
 TINY = [NET + "n_layer", "1", NET + "n_head", "2", NET + "n_embd", "32", NET + "block_size", "256"]  # for both sides
@@ -31,14 +32,6 @@ def finetune(cli, ckpt: str, *extra: str) -> str:
     return cli("fit", "--config", "configs/gpt_sft.yaml", *TINY, "--model.init_args.init_ckpt", ckpt, "--data.init_args.tokenizer", ckpt,
                "--data.init_args.block_size", "256", "--data.init_args.batch_size", "4", *FEW, *extra)  # fmt: skip
 
-
-def bad(cli, capsys, *args) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        cli(*args)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert "Traceback" not in "\n".join(err)
-    return err[-1]
 
 
 def write_jsonl(path, records) -> str:
@@ -66,10 +59,10 @@ def test_finetuning_starts_from_the_pretrained_weights_and_tokenizer(cli, capsys
     moved = [k for k, v in tuned["state_dict"].items() if not torch.equal(v, pretrained["state_dict"][k])]
     assert moved and max((tuned["state_dict"][k] - pretrained["state_dict"][k]).abs().max() for k in moved) < 0.01  # fine-tuned, not re-initialized
 
-    line = bad(cli, capsys, "fit", "--config", "configs/gpt_sft.yaml", *TINY, NET + "n_embd", "48", "--model.init_args.init_ckpt", ckpt,
+    line = error_line(cli, capsys, "fit", "--config", "configs/gpt_sft.yaml", *TINY, NET + "n_embd", "48", "--model.init_args.init_ckpt", ckpt,
                "--data.init_args.tokenizer", ckpt, *FEW)  # fmt: skip
     assert line == f"error: init_ckpt {ckpt}: net.wte.weight has shape (1000, 32) in the checkpoint and (1000, 48) in the model  (PLATFORM_DEBUG=1 shows the traceback)"
-    line = bad(cli, capsys, "fit", "--config", "configs/gpt_sft.yaml", *TINY, "--model.init_args.init_ckpt", "nowhere.ckpt", "--data.init_args.tokenizer", ckpt, *FEW)
+    line = error_line(cli, capsys, "fit", "--config", "configs/gpt_sft.yaml", *TINY, "--model.init_args.init_ckpt", "nowhere.ckpt", "--data.init_args.tokenizer", ckpt, *FEW)
     assert "init_ckpt nowhere.ckpt: no such file" in line
 
 
