@@ -1,6 +1,7 @@
+import pytest
 import torch
 
-from tasks.nets import GPT
+from tasks.nets import GPT, GPTEncoder, HuggingFace
 
 
 def tiny_gpt(**kw) -> GPT:
@@ -41,9 +42,73 @@ def test_generate_extends_the_prompt_and_greedy_is_deterministic():
 
 
 def test_rejects_a_missing_vocabulary_and_a_context_too_long():
-    import pytest
-
     with pytest.raises(ValueError, match="vocab_size=None"):
         GPT(vocab_size=None)
     with pytest.raises(ValueError, match="exceeds the model's block_size 16"):
         tiny_gpt()(torch.zeros(1, 17, dtype=torch.long))
+
+
+def loss_and_grads(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
+    """One forward and backward from seed 0: the loss, every parameter's gradient, and how many times
+    the first block's attention ran (twice when the block is recomputed in backward)."""
+    calls = []
+    attention = model.blocks[0].attn if hasattr(model, "blocks") else model.model.encoder.layer[0].attention
+    hook = attention.register_forward_pre_hook(lambda *_: calls.append(1))  # pre: a recomputation may stop early
+    torch.manual_seed(0)
+    out = model(x)
+    loss = out.float().pow(2).mean() if out.dim() == 2 else torch.nn.functional.cross_entropy(out.flatten(0, 1), x.flatten())
+    loss.backward()
+    hook.remove()
+    return loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters()}, len(calls)
+
+
+def assert_same_loss_and_grads(plain: torch.nn.Module, checkpointed: torch.nn.Module, x: torch.Tensor) -> None:
+    checkpointed.load_state_dict(plain.state_dict())  # strict: the same keys, so checkpoints interchange
+    loss, grads, calls = loss_and_grads(plain, x)
+    loss_ckpt, grads_ckpt, calls_ckpt = loss_and_grads(checkpointed, x)
+    assert (calls, calls_ckpt) == (1, 2)  # the checkpointed block really ran again in backward
+    assert torch.allclose(loss, loss_ckpt, rtol=1e-6, atol=1e-7)
+    assert grads.keys() == grads_ckpt.keys()
+    for name in grads:
+        assert torch.allclose(grads[name], grads_ckpt[name], rtol=1e-5, atol=1e-7), name
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_activation_checkpointing_changes_memory_not_the_numbers(dropout):
+    """The same loss and gradients with blocks recomputed in backward; with dropout too, because the
+    recomputation replays the RNG and so draws the same masks."""
+    torch.manual_seed(1)
+    plain = tiny_gpt(dropout=dropout)
+    assert_same_loss_and_grads(plain, tiny_gpt(dropout=dropout, activation_checkpointing=True), torch.randint(0, 50, (2, 16)))
+
+
+def test_activation_checkpointing_keeps_checkpoints_and_skips_inference():
+    """The state_dict keys are the same (checkpoints load either way, GPTEncoder too); without grad or
+    in eval mode each block runs once."""
+    for cls in (GPT, GPTEncoder):
+        plain = cls(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=16)
+        checkpointed = cls(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=16, activation_checkpointing=True)
+        assert list(plain.state_dict()) == list(checkpointed.state_dict())
+        assert checkpointed.activation_checkpointing
+    calls = []
+    checkpointed.blocks[0].register_forward_pre_hook(lambda *_: calls.append(1))
+    x = torch.randint(0, 50, (2, 8))
+    with torch.no_grad():
+        checkpointed(x)
+    checkpointed.eval()(x).sum().backward()
+    assert len(calls) == 2
+
+
+def test_huggingface_activation_checkpointing(monkeypatch):
+    """The same option on a Hugging Face model (a tiny BERT, dropout 0.1): the same loss and gradients,
+    each layer recomputed; a model that cannot checkpoint is named in a one-line error."""
+    import transformers
+
+    tiny = {"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
+    torch.manual_seed(1)
+    plain = HuggingFace("minilm", pretrained=False, config=tiny)
+    checkpointed = HuggingFace("minilm", pretrained=False, config=tiny, activation_checkpointing=True)
+    assert_same_loss_and_grads(plain, checkpointed, torch.randint(1, 100, (2, 12)))
+    monkeypatch.setattr(transformers.BertPreTrainedModel, "supports_gradient_checkpointing", False)
+    with pytest.raises(ValueError, match="model='minilm': BertModel does not support activation_checkpointing"):
+        HuggingFace("minilm", pretrained=False, config=tiny, activation_checkpointing=True)

@@ -16,9 +16,10 @@ class HuggingFace(nn.Module):
         pretrained: load the model's weights; False builds the architecture with fresh weights.
         config: changes to the model's config, such as a smaller student:
             ``{num_hidden_layers: 2, hidden_size: 128, num_attention_heads: 2, intermediate_size: 512}``.
+        activation_checkpointing: for long contexts: recompute each layer in backward, as ``tasks.nets.GPT``'s option does.
     """
 
-    def __init__(self, model: str = "minilm", pretrained: bool = True, config: dict | None = None):
+    def __init__(self, model: str = "minilm", pretrained: bool = True, config: dict | None = None, activation_checkpointing: bool = False):
         super().__init__()
         import transformers  # slow to import: only where a Hugging Face model is used
 
@@ -34,6 +35,14 @@ class HuggingFace(nn.Module):
         if getattr(self.model, "pooler", None) is not None:
             self.model.pooler = None  # BERT's pooler is trained for next-sentence prediction; we pool ourselves
         self.vocab_size, self.out_dim = model_config.vocab_size, model_config.hidden_size
+        if activation_checkpointing:
+            if not self.model.supports_gradient_checkpointing:
+                raise ValueError(f"HuggingFace model={model!r}: {type(self.model).__name__} does not support activation_checkpointing")
+            kwargs = {"use_reentrant": False}  # replays the RNG, so dropout masks match
+            if hasattr(self.model, "activation_checkpointing_enable"):  # the newer name; gradient_... warns it is deprecated
+                self.model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+            else:
+                self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
     def features(self, idx: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.model(input_ids=idx, attention_mask=mask).last_hidden_state
