@@ -13,6 +13,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 
 from datamodules.corpora import package_dir
 from datamodules.labels import check_label_budget, few_labels
+from datamodules.loaders import train_loader
 
 # name -> (package, file inside it): data sets that ship inside packages, read without importing them
 PACKAGED = {
@@ -170,10 +171,7 @@ class ImageDataModule(L.LightningDataModule):
             raise ValueError(f"data.batch_size={self.batch_size} exceeds the {len(self.splits['train'])} training images: expected at most that")
 
     def train_dataloader(self) -> StatefulDataLoader:
-        return StatefulDataLoader(
-            self.splits["train"], batch_size=self.batch_size, shuffle=True, drop_last=True,
-            num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-        )  # fmt: skip
+        return train_loader(self, self.splits["train"], self.batch_size, num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.splits["val"], batch_size=self.batch_size, num_workers=self.num_workers)

@@ -16,6 +16,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 
 from datamodules.corpora import package_dir, resolve_files
 from datamodules.labels import UNLABELED, split_by_class
+from datamodules.loaders import train_loader
 from datamodules.tokenizers import SavesTokenizer, load_tokenizer
 
 
@@ -138,10 +139,8 @@ class LabeledTextDataModule(SavesTokenizer, L.LightningDataModule):
         return tokens, mask, torch.tensor([label for _, label in batch])
 
     def train_dataloader(self) -> StatefulDataLoader:
-        return StatefulDataLoader(
-            self.splits["train"], batch_size=self.batch_size, shuffle=True, collate_fn=self.collate,
-            num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-        )  # fmt: skip
+        # every labelled example counts when there are few: the last, smaller batch is kept
+        return train_loader(self, self.splits["train"], self.batch_size, drop_last=False, collate_fn=self.collate, num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.splits["val"], batch_size=self.batch_size, collate_fn=self.collate, num_workers=self.num_workers)

@@ -21,6 +21,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 
 from datamodules.corpora import resolve_files
 from datamodules.labels import IGNORE
+from datamodules.loaders import train_loader
 from datamodules.tokenizers import SavesTokenizer, load_tokenizer
 
 ARTICLE_CHARS = 400  # of a BBC article in a headline prompt
@@ -170,10 +171,7 @@ class PromptResponseDataModule(SavesTokenizer, L.LightningDataModule):
         return examples
 
     def train_dataloader(self) -> StatefulDataLoader:
-        return StatefulDataLoader(
-            self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True, collate_fn=self._collate,
-            num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-        )  # fmt: skip
+        return train_loader(self, self.train_set, self.batch_size, collate_fn=self._collate, num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=self.batch_size, collate_fn=self._collate, num_workers=self.num_workers)

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from datamodules.corpora import read_documents, resolve_files
+from datamodules.loaders import train_loader
 from datamodules.tokenizers import NAMES, BPETokenizer, SavesTokenizer, load_tokenizer, tokenizer_vocab_size
 
 CACHE_FORMAT = 1  # bump when the token files' layout changes
@@ -175,10 +176,7 @@ class TextDataModule(SavesTokenizer, L.LightningDataModule):
         return float(-(p * np.log(p)).sum())
 
     def train_dataloader(self) -> StatefulDataLoader:
-        return StatefulDataLoader(
-            self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True,
-            num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-        )  # fmt: skip
+        return train_loader(self, self.train_set, self.batch_size, num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=self.batch_size, num_workers=self.num_workers)

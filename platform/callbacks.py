@@ -11,6 +11,7 @@ import torch
 from lightning.fabric.utilities.throughput import get_available_flops
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
+from torch.utils.flop_counter import FlopCounterMode
 
 
 class RNGState(L.Callback):
@@ -57,44 +58,58 @@ class LastCheckpoint(ModelCheckpoint):
 
 
 class SpeedMonitor(L.Callback):
-    """Logs ``perf/samples_per_sec``, ``perf/tokens_per_sec`` (tasks with ``tokens_in(batch)``) and
-    ``perf/mfu`` (tasks with ``flops_per_token(batch)``, on devices whose peak FLOP/s is known),
-    averaged over each logging interval, plus ``perf/time_to_first_step`` since ``start_time``.
-    Only host clocks are read: no device synchronization in the training step."""
+    """Logs, averaged over each logging interval: ``perf/samples_per_sec`` and, for tasks that count
+    their tokens (``tokens_in(batch)``), ``perf/tokens_per_sec``, both over all processes; ``perf/mfu``,
+    the model FLOP/s of a device over its peak; and ``perf/time_to_first_step`` since ``start_time``.
 
-    def __init__(self, start_time: float | None = None):
+    The FLOPs are counted from the model, once, on the first batch: torch's FlopCounterMode adds up the
+    matmuls, convolutions and attention of its forward and backward passes, per token (or per sample),
+    whatever the task runs. The peak is ``peak_tflops`` where given, else Lightning's table of devices for
+    the run's precision; with neither (a CPU), no MFU is logged rather than a guess. Only host clocks are
+    read: no device synchronization in the training step."""
+
+    def __init__(self, start_time: float | None = None, peak_tflops: float | None = None):
         self.start_time = time.perf_counter() if start_time is None else start_time
+        self.peak_tflops = peak_tflops
         self.time_to_first_step: float | None = None
         self.tokens_per_sec: float | None = None
+        self.flops_per_item: float | None = None  # per token, or per sample for tasks without tokens
+        self._counter: FlopCounterMode | None = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.peak_flops = get_available_flops(trainer.strategy.root_device, _compute_dtype(trainer))
-        self._reset_window()
+        device_peak = get_available_flops(trainer.strategy.root_device, _compute_dtype(trainer))
+        self.peak_flops = self.peak_tflops * 1e12 if self.peak_tflops else device_peak
 
-    def _reset_window(self) -> None:
-        self.window_start, self.samples, self.tokens, self.flops = time.perf_counter(), 0, 0, 0.0
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        if self.time_to_first_step is None and self.peak_flops:
+            self._counter = FlopCounterMode(display=False)
+            self._counter.__enter__()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
-        if self.time_to_first_step is None:
+        samples, tokens = _batch_size(batch), pl_module.tokens_in(batch) if hasattr(pl_module, "tokens_in") else 0
+        if self.time_to_first_step is None:  # compilation and warm-up: not part of any throughput window
+            if self._counter is not None:
+                self._counter.__exit__(None, None, None)
+                self.flops_per_item, self._counter = self._counter.get_total_flops() / (tokens or samples), None
             self.time_to_first_step = time.perf_counter() - self.start_time
             pl_module.log("perf/time_to_first_step", self.time_to_first_step, rank_zero_only=True)
-        self.samples += _batch_size(batch)
-        if hasattr(pl_module, "tokens_in"):
-            self.tokens += pl_module.tokens_in(batch)
-            flops_per_token = pl_module.flops_per_token(batch) if hasattr(pl_module, "flops_per_token") else None
-            self.flops += (flops_per_token or 0.0) * pl_module.tokens_in(batch)
+            self._reset_window()
+            return
+        self.samples, self.tokens = self.samples + samples, self.tokens + tokens
         if trainer.global_step % trainer.log_every_n_steps == 0:
-            elapsed = time.perf_counter() - self.window_start
-            world = trainer.world_size
+            elapsed, world = time.perf_counter() - self.window_start, trainer.world_size
             metrics = {"perf/samples_per_sec": self.samples * world / elapsed}
             if self.tokens:
-                self.tokens_per_sec = self.tokens * world / elapsed
-                metrics["perf/tokens_per_sec"] = self.tokens_per_sec
-            if self.flops and self.peak_flops:
-                metrics["perf/mfu"] = self.flops / elapsed / self.peak_flops
-            pl_module.log_dict(metrics, prog_bar=False, rank_zero_only=True)
-            pl_module.log("tok/s", self.tokens_per_sec or metrics["perf/samples_per_sec"], prog_bar=True, logger=False, rank_zero_only=True)
+                self.tokens_per_sec = metrics["perf/tokens_per_sec"] = self.tokens * world / elapsed
+            if self.flops_per_item:
+                metrics["perf/mfu"] = self.flops_per_item * (self.tokens or self.samples) / elapsed / self.peak_flops
+            pl_module.log_dict(metrics, rank_zero_only=True)
+            pl_module.log("tok/s" if self.tokens else "samples/s", self.tokens_per_sec or metrics["perf/samples_per_sec"],
+                          prog_bar=True, logger=False, rank_zero_only=True)  # fmt: skip
             self._reset_window()
+
+    def _reset_window(self) -> None:
+        self.window_start, self.samples, self.tokens = time.perf_counter(), 0, 0
 
 
 class PredictionWriter(L.Callback):

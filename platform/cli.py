@@ -4,6 +4,7 @@ What every run gets (on top of what its config says):
 - a run directory of its own, ``runs/<name>/`` (``<name>`` from ``run.name``, else the config file's
   name); a fresh fit never reuses one, so nothing is overwritten;
 - a last checkpoint every ``run.checkpoint_every`` steps and at the end, in ``<run>/checkpoints/``;
+- precision bf16-mixed on GPUs that support it, fp32 on a CPU, unless the config says otherwise;
 - learning-rate logging, throughput (samples/s, tokens/s, MFU where known) and time to first step;
 - the RNG states saved in checkpoints, so a resumed run continues as the uninterrupted one would;
 - W&B logging into ``<run>/wandb``, offline when there are no credentials (``trainer.logger``
@@ -22,17 +23,22 @@ import lightning as L
 import torch
 import yaml
 from jsonargparse import dict_to_namespace
-from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningCLI, instantiate_class
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from platform.callbacks import LastCheckpoint, PredictionWriter, RNGState, SpeedMonitor, ValidationReport, print_rank_zero
+from platform.hardware import check_device, default_precision
 from platform.loggers import finish_wandb, wandb_logger, wandb_sync_hint
 from platform.runs import check_fits, new_run_dir, resolve_ckpt_path, run_dir_of
+from platform.strategies import FSDP2  # noqa: F401  registers --trainer.strategy fsdp2
 from tasks.checkpoints import read_checkpoint
 
 START_TIME = time.perf_counter()
+# model arguments that change how a network runs, not what it computes: a resumed run takes them from
+# its command line, not from the checkpoint (a compiled run resumes eagerly and the other way round)
+RUN_OPTIONS = ("compile", "activation_checkpointing")
 
 
 @dataclass
@@ -44,12 +50,15 @@ class Run:
         dir: the directory that holds all runs.
         checkpoint_every: save ``last.ckpt`` every this many optimizer steps (and at the end).
         project: the W&B project.
+        peak_tflops: the peak TFLOP/s of one device in the run's precision, for ``perf/mfu`` where
+            Lightning does not know it (CPUs, GPUs newer than it); by default, Lightning's figure.
     """
 
     name: str | None = None
     dir: str = "runs"
     checkpoint_every: int = 200
     project: str = "platform"
+    peak_tflops: float | None = None
 
 
 class PlatformCLI(LightningCLI):
@@ -97,14 +106,19 @@ class PlatformCLI(LightningCLI):
         if subcommand and self.config[subcommand].get("ckpt_path"):
             config = self.config[subcommand]
             config.ckpt_path = resolve_ckpt_path(config.ckpt_path, config.run.dir, self.run_name)
-            self.checkpoint = read_checkpoint(config.ckpt_path, what="--ckpt_path")
-        super()._parse_ckpt_path()
+            self.checkpoint = read_checkpoint(config.ckpt_path, what="--ckpt_path", tensors=False)
+            # Lightning sets the model config to the checkpoint's; how the networks run is this run's choice
+            given = {key: config.model[key] for key in config.model.keys() if key.rsplit(".", 1)[-1] in RUN_OPTIONS}
+            super()._parse_ckpt_path()
+            for key, value in given.items():
+                self.config[subcommand].model[key] = value
 
     # -- instantiation ---------------------------------------------------------------------------
     def instantiate_classes(self) -> None:
         """Instantiate the datamodule first and fill the network arguments it determines (such as
         ``vocab_size``) wherever the model config leaves them ``None``; then everything else."""
         config = self._config
+        check_device(config.trainer)  # before anything is built
         if config.get("ckpt_path"):
             _networks_from_checkpoint(config.model.init_args, self.checkpoint.get("hyper_parameters", {}))
         self.datamodule = instantiate_class((), config.data.as_dict())
@@ -129,18 +143,26 @@ class PlatformCLI(LightningCLI):
         logger = trainer_init.get("logger")
         if logger is None or logger is True:  # not chosen by the config: W&B for fit, none otherwise
             logger = wandb_logger(self.run_dir, self.run_name, config.run.project, config) if self.subcommand == "fit" else False
+        if config.trainer.get("precision") is None:  # not chosen: bf16 on GPUs that have it, else fp32
+            kwargs["precision"] = default_precision(config.trainer.get("accelerator"))
         callbacks = trainer_init.get("callbacks") or []
         callbacks = [callbacks] if isinstance(callbacks, L.Callback) else list(callbacks)
-        kwargs.update(callbacks=callbacks + self.run_callbacks(config, has_logger=bool(logger)), logger=logger, default_root_dir=self.run_dir)
+        kwargs.update(callbacks=callbacks + self.run_callbacks(config, has_logger=bool(logger), given=callbacks), logger=logger, default_root_dir=self.run_dir)
         return super().instantiate_trainer(**kwargs)
 
-    def run_callbacks(self, config, has_logger: bool) -> list[L.Callback]:
+    def run_callbacks(self, config, has_logger: bool, given: list[L.Callback]) -> list[L.Callback]:
         if config.run.checkpoint_every < 1:
             raise ValueError(f"run.checkpoint_every={config.run.checkpoint_every}: expected a positive number of steps")
+        if config.run.peak_tflops is not None and config.run.peak_tflops <= 0:
+            raise ValueError(f"run.peak_tflops={config.run.peak_tflops}: expected the device's peak TFLOP/s, a positive number")
         checkpoint = LastCheckpoint(os.path.join(self.run_dir, "checkpoints"), every_n_train_steps=config.run.checkpoint_every)
         learning_rate = [LearningRateMonitor(logging_interval="step")] if has_logger else []
         predictions = [PredictionWriter(self.run_dir)] if self.subcommand == "predict" else []
-        return [checkpoint, *learning_rate, *predictions, RNGState(), SpeedMonitor(start_time=START_TIME), ValidationReport()]
+        # the bar reads the logged values, a device synchronization: once per logging interval, not every step
+        bar = config.trainer.enable_progress_bar is not False and not any(isinstance(c, ProgressBar) for c in given)
+        progress = [TQDMProgressBar(refresh_rate=config.trainer.log_every_n_steps or 50)] if bar else []
+        speed = SpeedMonitor(START_TIME, config.run.peak_tflops)
+        return [checkpoint, *learning_rate, *predictions, *progress, RNGState(), speed, ValidationReport()]
 
     def _run_subcommand(self, subcommand: str) -> None:
         try:

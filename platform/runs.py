@@ -10,6 +10,8 @@ import re
 
 import torch
 
+from tasks.checkpoints import is_sharded
+
 
 def run_dirs(runs_dir: str, name: str) -> list[str]:
     """Existing runs of ``name``, oldest first: ``name``, ``name-2``, ``name-3``, ..."""
@@ -37,7 +39,7 @@ def last_checkpoint(run_dir: str) -> str:
 def newest_checkpoint(run_dir: str) -> str | None:
     """The run's newest checkpoint: ``checkpoints/last.ckpt``, or a ``hpc_ckpt_N.ckpt`` that Lightning
     saved into the run directory when SLURM signalled a preemption, whichever was written last."""
-    found = [p for p in [last_checkpoint(run_dir), *glob.glob(os.path.join(run_dir, "hpc_ckpt_*.ckpt"))] if os.path.isfile(p)]
+    found = [p for p in [last_checkpoint(run_dir), *glob.glob(os.path.join(run_dir, "hpc_ckpt_*.ckpt"))] if os.path.exists(p)]  # a file, or a directory of shards
     return max(found, key=os.path.getmtime, default=None)
 
 
@@ -51,12 +53,12 @@ def resolve_ckpt_path(ckpt_path: str, runs_dir: str, name: str) -> str:
                 f"(runs of {name!r} are looked up in {runs_dir}/; set --run.name to pick another)"
             )
         return candidates[-1]
-    if os.path.isdir(ckpt_path):
+    if os.path.isdir(ckpt_path) and not is_sharded(ckpt_path):
         path = newest_checkpoint(ckpt_path)
         if path is None:
             raise FileNotFoundError(f"--ckpt_path {ckpt_path}: a directory without checkpoints/last.ckpt; expected a run directory")
         return path
-    if not os.path.isfile(ckpt_path):
+    if not os.path.exists(ckpt_path):
         raise FileNotFoundError(f"--ckpt_path {ckpt_path}: no such file; expected 'last', a run directory or a .ckpt file")
     return ckpt_path
 

@@ -1,10 +1,10 @@
 """Adversarial training: a GAN with manual optimization of a generator and a critic."""
 
-import lightning as L
 import torch
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
+from tasks.base import Task
 from tasks.checkpoints import load_network
 from tasks.hparams import save_hyperparameters
 from tasks.images import image_grid, log_image
@@ -29,7 +29,7 @@ class FrozenFeatures(nn.Module):
         return self.encoder(x)
 
 
-class GAN(L.LightningModule):
+class GAN(Task):
     """A generator maps noise to images; a critic (discriminator) scores images as real or generated.
 
     Each training step updates the critic once and, every ``n_critic`` steps, the generator; the
@@ -42,7 +42,10 @@ class GAN(L.LightningModule):
     images and of as many generated ones, and a grid of samples. The features come from
     ``fid_encoder_ckpt`` (the ``encoder`` of a reconstruction or contrastive run on the same data) or,
     without one, from a fixed randomly initialized conv encoder; compare FIDs only under one extractor.
+    ``compile`` compiles both networks in place with ``torch.compile``.
     """
+
+    networks = ("generator", "discriminator")
 
     def __init__(
         self,
@@ -58,6 +61,7 @@ class GAN(L.LightningModule):
         betas: tuple[float, float] = (0.5, 0.999),
         fid_encoder_ckpt: str | None = None,
         n_images: int = 16,
+        compile: bool = False,
     ):
         super().__init__()
         if loss not in GAN_LOSSES:

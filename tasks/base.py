@@ -1,14 +1,42 @@
-"""What the objectives share: AdamW with warmup and cosine decay, and gradient clipping under bf16."""
+"""What the objectives share: AdamW with warmup and cosine decay, gradient clipping under bf16, and
+the preparation of their networks for scale: FSDP2 sharding and ``torch.compile``."""
 
 import lightning as L
+import torch
 from torch import nn
+from torch.distributed.fsdp import FSDPModule, fully_shard
+from torchmetrics import Metric
 
 from tasks.optim import adamw, warmup_cosine
 
 
 class Task(L.LightningModule):
-    """Base of the objectives with one optimizer. Subclasses save ``lr``, ``weight_decay``, ``betas``,
-    ``warmup_steps`` and ``min_lr_ratio`` as hyperparameters; the schedule spans the whole run."""
+    """Base of the objectives. Subclasses save ``lr``, ``weight_decay``, ``betas``, ``warmup_steps`` and
+    ``min_lr_ratio`` as hyperparameters (the schedule spans the whole run), and ``compile``, which
+    compiles the networks named in ``networks``."""
+
+    #: the attributes holding the task's main networks, which ``compile: true`` compiles; a nested task
+    #: (a distillation's student or teacher) compiles its own as its ``compile`` says
+    networks: tuple[str, ...] = ()
+
+    def configure_model(self) -> None:
+        """Lightning calls this on the target device before building the optimizers, at every stage
+        (so it is idempotent). Under ``ModelParallelStrategy`` (``configs/trainer/fsdp2.yaml``) the
+        parameters are sharded with FSDP2 over the data-parallel mesh; then the networks are compiled in
+        place, which keeps the state_dict keys of the eager model: checkpoints stay interchangeable."""
+        if self.device_mesh is not None:
+            shard(self, self.device_mesh["data_parallel"])
+        self.compile_networks()
+
+    def compile_networks(self) -> None:
+        for name in self.networks:
+            network = getattr(self, name)
+            if isinstance(network, Task):
+                network.compile_networks()
+            elif self.hparams.get("compile") and network._compiled_call_impl is None:
+                network.compile()
+                if hasattr(network, "features"):  # what a classifier calls on a text backbone, besides forward
+                    network.features = torch.compile(network.features)
 
     def configure_optimizers(self):
         h = self.hparams
@@ -31,6 +59,21 @@ class Task(L.LightningModule):
             clip(self.parameters(), gradient_clip_val)
         else:
             super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
+
+def shard(module: nn.Module, mesh) -> None:
+    """FSDP2 over ``mesh``: each module with parameters under ``module`` (nested tasks looked into)
+    becomes a sharded unit, and so does every block of its ``nn.ModuleList``s (a transformer's layers),
+    so that one block's parameters are gathered at a time. The task itself stays unwrapped, which
+    keeps its class, and metrics stay whole."""
+    for child in module.children():
+        if isinstance(child, Task):
+            shard(child, mesh)
+        elif not isinstance(child, (FSDPModule, Metric)) and any(True for _ in child.parameters()):
+            for blocks in [m for m in child.modules() if isinstance(m, nn.ModuleList)]:
+                for block in blocks:
+                    fully_shard(block, mesh=mesh)
+            fully_shard(child, mesh=mesh)
 
 
 def check_optimizer_args(lr: float, warmup_steps: int, min_lr_ratio: float) -> None:

@@ -33,6 +33,8 @@ class CausalLM(Task):
             Loaded when the task is built, so a ``--ckpt_path`` resume then replaces them.
     """
 
+    networks = ("net",)
+
     def __init__(
         self,
         net: nn.Module,
@@ -56,10 +58,6 @@ class CausalLM(Task):
             load_net_weights(self.net, init_ckpt)
         self.val_loss = MeanMetric()
         self.sample: str | None = None
-
-    def configure_model(self) -> None:
-        if self.hparams.compile:
-            self.net.compile()  # in place: state_dict keys stay those of the eager model
 
     def setup(self, stage: str) -> None:
         self.check_data(self.trainer.datamodule)
@@ -99,11 +97,6 @@ class CausalLM(Task):
         """Tokens the network processes, padding included."""
         tokens = batch[0] if isinstance(batch, (tuple, list)) else batch
         return tokens[:, :-1].numel()
-
-    def flops_per_token(self, batch: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> float | None:
-        count = getattr(self.net, "flops_per_token", None)
-        tokens = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return count(tokens.size(1) - 1) if count else None
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch)

@@ -6,14 +6,21 @@ import importlib
 import os
 import pickle
 import zipfile
+from pathlib import Path
 
 import torch
+from lightning.fabric.utilities.load import _load_distributed_checkpoint
 from torch import nn
+from torch.distributed.checkpoint import FileSystemReader
 
 
-def read_checkpoint(path: str, what: str = "checkpoint") -> dict:
+def read_checkpoint(path: str, what: str = "checkpoint", tensors: bool = True) -> dict:
     """Load a checkpoint weights-only (no code from the file runs), memory-mapped so it costs little;
-    ``what`` names the setting the path came from in the one-line errors."""
+    ``what`` names the setting the path came from in the one-line errors. A sharded checkpoint (a
+    directory, one shard per process: FSDP2) is consolidated in memory, or, with ``tensors=False``,
+    read for its metadata and the shapes of its tensors (meta tensors) only."""
+    if is_sharded(path):
+        return read_sharded(path, tensors)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} {path}: no such file")
     if not zipfile.is_zipfile(path):
@@ -25,6 +32,21 @@ def read_checkpoint(path: str, what: str = "checkpoint") -> dict:
         raise ValueError(f"{what} {path}: refused, it holds Python objects that weights-only loading does not run ({first_line})") from err
     except (RuntimeError, EOFError) as err:
         raise ValueError(f"{what} {path}: not a readable checkpoint ({err})") from err
+
+
+def is_sharded(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, ".metadata"))  # torch.distributed.checkpoint's index
+
+
+def read_sharded(path: str, tensors: bool = True) -> dict:
+    if tensors:
+        return _load_distributed_checkpoint(Path(path))
+    checkpoint = torch.load(os.path.join(path, "meta.pt"), map_location="cpu", weights_only=True)  # what Lightning saves beside the shards
+    shapes = FileSystemReader(path).read_metadata().state_dict_metadata
+    checkpoint["state_dict"] = {
+        k.removeprefix("state_dict."): torch.empty(m.size, device="meta") for k, m in shapes.items() if k.startswith("state_dict.") and hasattr(m, "size")
+    }
+    return checkpoint
 
 
 def build(spec):

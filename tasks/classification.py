@@ -43,6 +43,8 @@ class Classification(Task):
         compile: compile the backbone in place with ``torch.compile``.
     """
 
+    networks = ("backbone",)
+
     def __init__(
         self,
         backbone: nn.Module | None = None,
@@ -104,10 +106,6 @@ class Classification(Task):
             raise ValueError(f"backbone_ckpt {path}: no backbone in it (expected tensors under {', '.join(BACKBONE_KEYS)})")
         load_state(backbone, checkpoint, key, f"backbone_ckpt {path}")
         return backbone
-
-    def configure_model(self) -> None:
-        if self.hparams.compile:
-            self.backbone.compile()  # in place: state_dict keys stay those of the eager model
 
     def train(self, mode: bool = True):
         super().train(mode)

@@ -7,6 +7,7 @@ from torch.utils.data import default_collate
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from datamodules.labels import UNLABELED
 from tasks.base import Task, check_optimizer_args
 from tasks.hparams import save_hyperparameters
 from tasks.losses import nt_xent
@@ -33,7 +34,10 @@ class Contrastive(Task):
         augment: makes a view of a batch; None encodes the input twice with dropout on.
         num_classes: for the probe and kNN; None (no labels) turns them off.
         knn_k: neighbours that vote.
+        compile: compile the encoder in place with ``torch.compile``.
     """
+
+    networks = ("encoder",)
 
     def __init__(
         self,
@@ -48,6 +52,7 @@ class Contrastive(Task):
         betas: tuple[float, float] = (0.9, 0.999),
         warmup_steps: int = 50,
         min_lr_ratio: float = 0.1,
+        compile: bool = False,
     ):
         super().__init__()
         if temperature <= 0 or projection_dim <= 0:
@@ -59,7 +64,7 @@ class Contrastive(Task):
         self.projector = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, projection_dim))
         self.probe = nn.Linear(width, num_classes) if num_classes else None
         self.val_loss = MeanMetric()
-        self.val_probe_acc = MulticlassAccuracy(num_classes, average="micro") if num_classes else None
+        self.val_probe_acc = MulticlassAccuracy(num_classes, average="micro", ignore_index=UNLABELED) if num_classes else None
         self.val_features: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def setup(self, stage: str) -> None:
@@ -69,10 +74,10 @@ class Contrastive(Task):
 
     @staticmethod
     def split(batch) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(inputs, labels): images with labels, or a window of tokens (the target token dropped)."""
+        """(inputs, labels): images with labels (-1: none), or a window of tokens (the target token dropped)."""
         if isinstance(batch, (list, tuple)):
             x, y = batch
-            return x, (y if (y >= 0).all() else None)
+            return x, y
         return batch[:, :-1], None
 
     def contrastive_loss(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,7 +94,8 @@ class Contrastive(Task):
         loss, h = self.contrastive_loss(x)
         self.log("train/loss", loss, prog_bar=True)
         if self.probe is not None and y is not None:
-            probe_loss = F.cross_entropy(self.probe(h.detach()), y)
+            # unlabelled images (-1) take no part; the mean is taken on the device: nothing waits on the host
+            probe_loss = F.cross_entropy(self.probe(h.detach()), y, ignore_index=UNLABELED, reduction="sum") / (y >= 0).sum().clamp(min=1)
             self.log("train/probe_loss", probe_loss)
             loss = loss + probe_loss
         return loss
@@ -133,7 +139,9 @@ class Contrastive(Task):
             bank.append(F.normalize(self.encoder(x.to(self.device)), dim=1))
             bank_labels.append(y.to(self.device))
         bank, bank_labels = torch.cat(bank), torch.cat(bank_labels)
+        bank, bank_labels = bank[bank_labels >= 0], bank_labels[bank_labels >= 0]  # labelled images only vote
         features, labels = (torch.cat(t) for t in zip(*self.val_features))
+        features, labels = features[labels >= 0], labels[labels >= 0]
         neighbours = (features @ bank.T).topk(min(self.hparams.knn_k, len(bank)), dim=1).indices
         votes = F.one_hot(bank_labels[neighbours], self.hparams.num_classes).sum(dim=1)
         return (votes.argmax(dim=1) == labels).float().mean()

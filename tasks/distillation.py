@@ -36,6 +36,8 @@ class Distillation(Task):
         temperature: softens both distributions; the KL is scaled by T^2 to keep its gradients' size.
     """
 
+    networks = ("student", "teacher")  # each compiles as its own ``compile`` says
+
     def __init__(
         self,
         student: nn.Module,
@@ -74,9 +76,6 @@ class Distillation(Task):
         self.teacher.eval()  # no dropout in the teacher's targets
         return self
 
-    def configure_model(self) -> None:
-        self.student.configure_model()
-
     def setup(self, stage: str) -> None:
         for task in (self.student, self.teacher):
             task.check_data(self.trainer.datamodule)
@@ -97,7 +96,3 @@ class Distillation(Task):
 
     def tokens_in(self, batch) -> int:
         return self.student.tokens_in(batch)
-
-    def flops_per_token(self, batch) -> float | None:
-        count = getattr(self.student, "flops_per_token", None)
-        return count(batch) if count else None

@@ -29,7 +29,10 @@ class Reconstruction(Task):
         latent_dim: size of the latent code.
         variational: a VAE instead of a plain autoencoder.
         beta: weight of the KL term (beta-VAE); 1 is the ELBO.
+        compile: compile the encoder and decoder in place with ``torch.compile``.
     """
+
+    networks = ("encoder", "decoder")
 
     def __init__(
         self,
@@ -44,6 +47,7 @@ class Reconstruction(Task):
         warmup_steps: int = 0,
         min_lr_ratio: float = 0.1,
         n_images: int = 8,
+        compile: bool = False,
     ):
         super().__init__()
         if latent_dim <= 0 or beta < 0:

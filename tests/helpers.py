@@ -23,6 +23,16 @@ class KillAtStep(L.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+class StopAtStep(L.Callback):
+    """Ends training cleanly once ``step`` optimizer steps are done; the last checkpoint is of that step."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        trainer.should_stop = trainer.global_step >= self.step
+
+
 def error_line(cli, capsys, *args) -> str:
     """Run the CLI on bad input: it must exit with status 2 and no traceback; returns its last line."""
     with pytest.raises(SystemExit) as exit_info:
@@ -31,3 +41,4 @@ def error_line(cli, capsys, *args) -> str:
     err = capsys.readouterr().err.strip().splitlines()
     assert "Traceback" not in "\n".join(err)
     return err[-1]
+

@@ -156,8 +156,11 @@ def test_targets_are_ignored_exactly_at_prompt_and_padding(tmp_path):
     data.setup("fit")
     assert data.model_args == {"vocab_size": 257} and data.stats["left_out"] == 0
     assert len(data.train_set) == 9 and len(data.val_set) == 3
-    seen = set()
-    for loader in (data.train_dataloader(), data.val_dataloader()):
+    seen, train = set(), data.train_dataloader()
+    epochs = [train] * 4  # several shuffles, so that some batch has its longest row uncut
+    for epoch, loader in enumerate([*epochs, data.val_dataloader()]):
+        if loader is train:
+            train.sampler.set_epoch(epoch)
         for tokens, targets in loader:
             assert tokens.dtype == targets.dtype == torch.int64 and targets.shape == (tokens.size(0), tokens.size(1) - 1)
             for row, target in zip(tokens.tolist(), targets.tolist()):

@@ -1,0 +1,94 @@
+"""Data-parallel (DDP) and sharded (FSDP2) training on this CPU, 2 processes over gloo, through the
+trainer configs a user layers over an experiment: both end where one process with the same global
+batch ends, and a sharded run killed mid-way resumes from its shards."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tasks.checkpoints import read_checkpoint
+from tests.conftest import ROOT
+
+STEPS = 6
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> list[str]:
+    """Enough validation windows (about 30) for 2 batches of 8, or of 4 on each of 2 processes: with
+    fewer, Lightning's DistributedSampler would repeat some to even out the processes' shares."""
+    path = tmp_path_factory.mktemp("corpus") / "docs.jsonl"
+    with open(path, "w") as f:
+        for i in range(40):
+            f.write(json.dumps({"text": f"Document {i} tells of thing {i * 7 % 13} and thing {i * 5 % 11}. " * 8}) + "\n")
+    cache = str(tmp_path_factory.mktemp("cache"))
+    return ["--data.init_args.corpus", str(path), "--data.init_args.cache_dir", cache]
+
+
+def fit(runs: str, corpus: list[str], batch_size: int, *extra: str, expect_kill: bool = False) -> str:
+    """gpt_nano without dropout (so that runs can agree) for STEPS steps; returns what it printed."""
+    args = [
+        sys.executable, "-m", "platform", "fit", "--config", "configs/gpt_nano.yaml", *corpus, "--run.dir", runs,
+        "--trainer.accelerator", "cpu", "--trainer.max_steps", str(STEPS), "--run.checkpoint_every", "3",
+        "--trainer.val_check_interval", str(STEPS), "--trainer.limit_val_batches", "2", "--trainer.logger", "false",
+        "--trainer.enable_progress_bar", "false", "--model.init_args.net.init_args.dropout", "0",
+        "--data.init_args.batch_size", str(batch_size), *extra,
+    ]  # fmt: skip
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}  # two processes share two cores
+    out = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == (-signal.SIGKILL if expect_kill else 0), out.stderr[-3000:]
+    return out.stdout
+
+
+def final_val_loss(stdout: str) -> float:
+    return float(re.search(r"final val/loss: ([\d.]+)", stdout).group(1))
+
+
+def final_weights(runs: str) -> dict[str, torch.Tensor]:
+    checkpoint = read_checkpoint(os.path.join(runs, "gpt_nano", "checkpoints", "last.ckpt"))  # a file, or a directory of shards
+    assert checkpoint["global_step"] == STEPS
+    return checkpoint["state_dict"]
+
+
+def assert_close(weights: dict, expected: dict) -> None:
+    assert weights.keys() <= expected.keys() and "net.wte.weight" in weights
+    far = [k for k in weights if not torch.allclose(weights[k], expected[k], rtol=1e-4, atol=1e-6)]
+    assert not far, f"weights differ from the single-process run's: {far[:5]}"
+
+
+@pytest.fixture(scope="module")
+def single_process(corpus, tmp_path_factory) -> tuple[float, dict]:
+    """The reference: one process, a batch of 8."""
+    runs = str(tmp_path_factory.mktemp("single"))
+    stdout = fit(runs, corpus, 8)
+    return final_val_loss(stdout), final_weights(runs)
+
+
+def test_ddp_matches_one_process_with_the_same_global_batch(corpus, single_process, tmp_path):
+    runs = str(tmp_path / "runs")
+    stdout = fit(runs, corpus, 4, "--config", "configs/trainer/ddp.yaml", "--trainer.devices", "2")
+    val_loss, weights = single_process
+    assert final_val_loss(stdout) == pytest.approx(val_loss, abs=1e-4)
+    assert_close(final_weights(runs), weights)
+
+
+def test_fsdp2_shards_checkpoints_and_resumes(corpus, single_process, tmp_path):
+    """Killed at step 4, after the sharded checkpoint of step 3, then resumed from the shards: the
+    final weights are those of the single-process run, which they could not be had the resume lost
+    the optimizer state, the schedule or the data position."""
+    runs, fsdp2 = str(tmp_path / "runs"), ["--config", "configs/trainer/fsdp2.yaml", "--trainer.devices", "2"]
+    kill = json.dumps([{"class_path": "tests.helpers.KillAtStep", "init_args": {"step": 4}}])
+    fit(runs, corpus, 4, *fsdp2, "--trainer.callbacks", kill, expect_kill=True)
+    shards = os.path.join(runs, "gpt_nano", "checkpoints", "last.ckpt")
+    assert sorted(f for f in os.listdir(shards) if f.endswith(".distcp")) == ["__0_0.distcp", "__1_0.distcp"]  # one per process
+    assert read_checkpoint(shards, tensors=False)["global_step"] == 3
+
+    stdout = fit(runs, corpus, 4, *fsdp2, "--ckpt_path", "last")
+    val_loss, weights = single_process
+    assert final_val_loss(stdout) == pytest.approx(val_loss, abs=1e-4)
+    assert_close(final_weights(runs), weights)

@@ -1,0 +1,50 @@
+"""What the device can run: bf16 by default on GPUs that have it, fp32 on a CPU unless asked, and a
+strategy or precision the device cannot run refused before anything is built, with what to use instead."""
+
+import pytest
+import torch
+
+from platform.cli import PlatformCLI
+from platform.hardware import default_precision
+from tests.helpers import error_line
+
+NANO = ["--config", "configs/gpt_nano.yaml", "--trainer.logger", "false"]
+
+
+@pytest.fixture
+def gpu(monkeypatch):
+    """Pretend to be on a CUDA GPU of a given compute capability (nothing here touches it for real)."""
+
+    def make(capability: tuple[int, int], name: str) -> None:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+
+    return make
+
+
+def test_bf16_is_the_default_on_gpus_that_have_it(gpu):
+    assert default_precision("auto") == default_precision("cpu") == "32-true"  # this machine: a CPU
+    gpu((9, 0), "NVIDIA H100")
+    assert default_precision("auto") == default_precision("gpu") == "bf16-mixed"
+    assert default_precision("cpu") == "32-true"  # asked for the CPU
+    gpu((7, 0), "Tesla V100")
+    assert default_precision("auto") == "32-true"
+
+
+def test_a_cpu_run_is_fp32_unless_bf16_is_asked(monkeypatch, tmp_path):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    common = [*NANO, "--run.dir", str(tmp_path)]
+    assert PlatformCLI(common, run=False).trainer.precision == "32-true"
+    assert PlatformCLI([*common, "--config", "configs/trainer/bf16.yaml"], run=False).trainer.precision == "bf16-mixed"
+
+
+def test_fsdp_on_a_cpu_is_refused_with_what_to_use_instead(cli, capsys):
+    line = error_line(cli, capsys, "fit", *NANO, "--config", "configs/trainer/fsdp.yaml", "--trainer.accelerator", "auto")
+    assert "trainer.strategy=FSDPStrategy needs CUDA GPUs" in line and "configs/trainer/fsdp2.yaml" in line
+
+
+def test_bf16_on_a_gpu_without_it_is_refused_with_what_to_use_instead(cli, capsys, gpu):
+    gpu((7, 5), "Tesla T4")
+    line = error_line(cli, capsys, "fit", *NANO, "--trainer.precision", "bf16-mixed")
+    assert "trainer.precision=bf16-mixed: the Tesla T4 (compute capability 7.5) has no bf16" in line and "16-mixed" in line
