@@ -1,6 +1,7 @@
 """Data-parallel (DDP) and sharded (FSDP2) training on this CPU, 2 processes over gloo, through the
 trainer configs a user layers over an experiment: both end where one process with the same global
-batch ends, and a sharded run killed mid-way resumes from its shards."""
+batch ends, a sharded run killed mid-way resumes from its shards, and the contrastive loss takes its
+negatives from every process."""
 
 import json
 import os
@@ -9,9 +10,14 @@ import signal
 import subprocess
 import sys
 
+import lightning as L
 import pytest
 import torch
+from torch import nn
+from torch.utils.data import TensorDataset
 
+from datamodules.loaders import train_loader
+from tasks import Contrastive
 from tasks.checkpoints import read_checkpoint
 from tests.conftest import ROOT
 
@@ -92,3 +98,44 @@ def test_fsdp2_shards_checkpoints_and_resumes(corpus, single_process, tmp_path):
     val_loss, weights = single_process
     assert final_val_loss(stdout) == pytest.approx(val_loss, abs=1e-4)
     assert_close(final_weights(runs), weights)
+
+
+class _Vectors(L.LightningDataModule):
+    """32 fixed vectors, unlabelled, through the datamodules' training loader: the processes' shares of
+    a step are the single process's batch."""
+
+    def __init__(self, batch_size: int):
+        super().__init__()
+        self.batch_size, self.x = batch_size, torch.randn(32, 16, generator=torch.Generator().manual_seed(0))
+
+    def train_dataloader(self):
+        return train_loader(self, TensorDataset(self.x, torch.full((32,), -1)), self.batch_size)
+
+
+class _Encoder(nn.Linear):
+    out_dim = 8
+
+
+class _SGDContrastive(Contrastive):
+    """Plain SGD, whose step is the gradient itself (Adam's first step is only its sign)."""
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.5)
+
+
+def _contrastive_weights(devices: int, batch_size: int) -> dict[str, torch.Tensor]:
+    L.seed_everything(0)
+    task = _SGDContrastive(_Encoder(16, 8), projection_dim=4)  # no augment, no dropout: the views agree
+    strategy = "ddp_spawn" if devices > 1 else "auto"
+    trainer = L.Trainer(accelerator="cpu", devices=devices, strategy=strategy, max_steps=3, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)  # fmt: skip
+    trainer.fit(task, datamodule=_Vectors(batch_size))
+    return {k: v.clone() for k, v in task.state_dict().items()}
+
+
+def test_contrastive_negatives_come_from_every_process():
+    """NT-Xent over the global batch: with the projections of both processes gathered, 2 processes of 4
+    take the steps 1 process of 8 takes; each process's 4 alone (2 x 3 negatives, not 2 x 7) would not."""
+    single, ddp = _contrastive_weights(1, 8), _contrastive_weights(2, 4)
+    far = [k for k in single if not torch.allclose(single[k], ddp[k], rtol=1e-4, atol=1e-6)]
+    assert not far, f"DDP contrastive weights differ from the single process's: {far}"
