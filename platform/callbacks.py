@@ -3,6 +3,7 @@
 import csv
 import os
 import random
+import shutil
 import time
 
 import lightning as L
@@ -55,6 +56,23 @@ class LastCheckpoint(ModelCheckpoint):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.global_step != self._last_global_step_saved:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        """Written aside, then moved into place by rank 0 once every process has written its part: a
+        kill during a save leaves the previous checkpoint whole, a sharded one (a directory) included."""
+        partial = f"{filepath}.partial"
+        super()._save_checkpoint(trainer, partial)
+        trainer.strategy.barrier()
+        if trainer.is_global_zero:
+            if os.path.isdir(partial):  # shards: a directory cannot replace another in one step
+                if os.path.exists(filepath):
+                    os.replace(filepath, f"{filepath}.old")
+                os.replace(partial, filepath)
+                shutil.rmtree(f"{filepath}.old", ignore_errors=True)
+            else:
+                os.replace(partial, filepath)
+        trainer.strategy.barrier()
+        self._last_checkpoint_saved = filepath
 
 
 class SpeedMonitor(L.Callback):
