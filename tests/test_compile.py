@@ -61,7 +61,8 @@ def test_the_main_job_compiled_with_inductor_trains_as_eager(cli, tmp_path, monk
     """gpt_nano: 2 eager steps, then 2 compiled ones (Inductor, C++ on this CPU) from that checkpoint,
     end where 4 eager steps end, up to the rounding of fused kernels."""
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
-    no_dropout = ["--model.init_args.net.init_args.dropout", "0", "--run.checkpoint_every", "2", *STEPS]
+    # one block: Inductor's C++ code generation takes about a second per kernel on this CPU
+    no_dropout = ["--model.init_args.net.init_args.dropout", "0", "--model.init_args.net.init_args.n_layer", "1", "--run.checkpoint_every", "2", *STEPS]
     straight = cli("fit", "--config", "configs/gpt_nano.yaml", "--trainer.max_steps", "4", *no_dropout, "--run.name", "straight")
     cli("fit", "--config", "configs/gpt_nano.yaml", "--trainer.max_steps", "4", *no_dropout, "--run.name", "mixed",
         "--trainer.callbacks", '[{"class_path": "tests.helpers.StopAtStep", "init_args": {"step": 2}}]')  # fmt: skip
