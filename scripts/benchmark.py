@@ -1,0 +1,476 @@
+"""Benchmark the platform: ``python -m platform fit`` against a plain PyTorch loop of the same training.
+
+    python scripts/benchmark.py                          # every section, about 20 min on the 2-core CPU
+    python scripts/benchmark.py --only fit               # (1) alone, about 8 min
+    python scripts/benchmark.py --quick                  # a smoke run of every section: a tiny GPT, few steps
+
+Sections (``--only``):
+  fit      gpt_small: tokens/s of ``python -m platform fit`` and of a plain loop (same network, batch,
+           AdamW param groups, warmup-cosine schedule, clipping, DataLoader), and their ratio; target >= 0.95
+  compile  the same pair with ``--model.init_args.compile true`` (compilation falls in the warm-up)
+  data     tokenization MB/s of the BBC corpus (gpt_small's BPE, GPT-2's BPE); train DataLoader tokens/s
+           against what training consumes
+  memory   peak memory of the gpt_small fit, without and with activation checkpointing
+  gpu      gpt2_124m (bf16, compile, flash attention): tokens/s, MFU and fit/plain; CUDA only
+
+The fit side is the real CLI, run as a subprocess from the repo root under a pseudo-terminal (so its
+progress bar renders as a user sees it), with W&B replaced by a CSV logger from which SpeedMonitor's
+``perf/tokens_per_sec`` (one value per ``log_every_n_steps`` = 10 steps) is read back. The plain side
+runs in a fresh process too, on the network, data and hyperparameters that the same CLI builds, and
+trains bit for bit as the fit does (tests/test_benchmark.py); it is timed in the same 10-step windows
+over the same steps. Fit and plain alternate; each side's figure is its fastest window (see
+``compare``), medians are reported beside it. Figures go to ``--out`` (JSON) and a markdown table
+beside it (.md); nothing here asserts on timings.
+"""
+
+import argparse
+import csv
+import glob
+import json
+import logging
+import multiprocessing
+import os
+import pty
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # `platform` must be this repository's, imported before anything imports the stdlib's
+import platform  # noqa: E402,F401
+
+import lightning as L  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from lightning.fabric.utilities.throughput import get_available_flops  # noqa: E402
+
+from datamodules.corpora import read_documents, resolve_files  # noqa: E402
+from datamodules.tokenizers import load_tokenizer  # noqa: E402
+from platform.cli import PlatformCLI  # noqa: E402
+from tasks.optim import adamw, warmup_cosine  # noqa: E402
+
+SECTIONS = ("fit", "compile", "data", "memory", "gpu")
+TARGET = 0.95  # fit/plain tokens/s
+SMALL, GPT2 = "configs/gpt_small.yaml", "configs/gpt2_124m.yaml"
+# --quick: a 1-layer, 64-wide GPT on the same data, so that every section runs in seconds
+NET = "--model.init_args.net.init_args."
+TINY = [NET + "n_layer", "1", NET + "n_head", "2", NET + "n_embd", "64"]
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r")
+
+
+# -- the fit side: python -m platform fit in a subprocess -------------------------------------------
+def run_fit(config: str, overrides: list[str], max_steps: int, workdir: str, name: str) -> dict:
+    """One ``python -m platform fit``; returns the SpeedMonitor windows from its CSV log, its peak RSS
+    and exit status. Validation is cut to 2 batches: it runs only outside the measured window
+    (every ``val_check_interval`` = 200 steps, and at the end), so this only saves time."""
+    csv_dir = os.path.join(workdir, name)
+    logger = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": csv_dir, "name": "csv"}}
+    cmd = [sys.executable, "-m", "platform", "fit", "--config", config, "--run.dir", os.path.join(workdir, "runs"), "--run.name", name,
+           "--trainer.max_steps", str(max_steps), "--trainer.limit_val_batches", "2", "--trainer.logger", json.dumps(logger)]  # fmt: skip
+    if torch.cuda.is_available():  # the child's peak CUDA memory, written when training ends
+        peak = {"class_path": "scripts.benchmark.PeakCudaMemory", "init_args": {"path": os.path.join(csv_dir, "cuda.json")}}
+        cmd += ["--trainer.callbacks", json.dumps([peak])]
+    cmd += overrides
+    env = {**os.environ, "WANDB_MODE": "disabled", "TORCHINDUCTOR_CACHE_DIR": os.path.join(ROOT, ".cache", "inductor")}
+    os.makedirs(csv_dir, exist_ok=True)
+    log_path = os.path.join(csv_dir, "output.log")
+    start = time.perf_counter()
+    # a pseudo-terminal: Rich's progress bar renders every step only when it writes to a terminal
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
+    os.close(slave)
+    with open(log_path, "wb") as log:
+        while True:
+            try:
+                data = os.read(master, 1 << 16)
+            except OSError:  # EIO: every writer of the terminal has exited
+                break
+            if not data:
+                break
+            log.write(data)
+    os.close(master)
+    _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage, not all children's
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    result = {"rc": proc.returncode, "wall_s": time.perf_counter() - start, "peak_rss_mb": usage.ru_maxrss / 1024, "log": log_path}
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in ANSI.sub("\n", open(log_path, errors="replace").read()).splitlines() if ln.strip()]
+        result["error"] = next((ln for ln in reversed(lines) if ln.startswith("error:")), lines[-1] if lines else "no output")
+        return result
+    metrics = glob.glob(os.path.join(csv_dir, "csv", "*", "metrics.csv"))
+    result["windows"] = speed_windows(metrics[0]) if metrics else []
+    cuda = os.path.join(csv_dir, "cuda.json")
+    if os.path.exists(cuda):
+        result["cuda_max_allocated_mb"] = json.load(open(cuda))["max_allocated_mb"]
+    return result
+
+
+def speed_windows(metrics_csv: str) -> list[dict]:
+    """SpeedMonitor's windows from a CSVLogger file: ``end`` (the optimizer step that closed the window),
+    ``tokens_per_sec`` and, where known, ``mfu`` and ``time_to_first_step``. Lightning logs the values of
+    global step s at logger step s - 1."""
+    windows = []
+    for row in csv.DictReader(open(metrics_csv)):
+        if row.get("perf/tokens_per_sec"):
+            window = {"end": int(row["step"]) + 1, "tokens_per_sec": float(row["perf/tokens_per_sec"])}
+            for key in ("mfu", "time_to_first_step"):
+                if row.get(f"perf/{key}"):
+                    window[key] = float(row[f"perf/{key}"])
+            windows.append(window)
+    return windows
+
+
+def measured(windows: list[dict], warmup: int, steps: int, key: str = "tokens_per_sec") -> list[float]:
+    """The rates of the windows that lie in steps warmup+1 .. warmup+steps."""
+    return [w[key] for w in windows if warmup < w["end"] <= warmup + steps and w.get(key)]
+
+
+class PeakCudaMemory(L.Callback):
+    """Given to the fit subprocess on a GPU: writes ``torch.cuda.max_memory_allocated`` when training ends."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        with open(self.path, "w") as f:
+            json.dump({"max_allocated_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None}, f)
+
+
+# -- the plain side: the same training without Lightning ---------------------------------------------
+def build(config: str, overrides: list[str]) -> PlatformCLI:
+    """Model, datamodule and trainer settings exactly as ``python -m platform fit`` would build them
+    (config, overrides, seed, vocabulary filled from the data), without running anything."""
+    argv, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI warns when given args beside this script's own
+    try:
+        return PlatformCLI(args=["--config", config, *overrides, "--trainer.logger", "false"], run=False)
+    finally:
+        sys.argv = argv
+
+
+def plain_step(cli: PlatformCLI):
+    """A function that runs one plain training step and returns its tokens: the next batch of the
+    datamodule's train loader, forward, loss, backward, clipping, AdamW, schedule, zero_grad; each as
+    the task does it (tasks.base.Task, tasks.CausalLM) and with what the trainer was configured with."""
+    task, trainer, data = cli.model, cli.trainer, cli.datamodule
+    device, h = trainer.strategy.root_device, task.hparams
+    net = task.net.to(device).train()
+    if h.compile:
+        net.compile()  # in place, as Task.configure_model does
+    optimizer = adamw(net, h.lr, h.weight_decay, h.betas, fused=True)  # fused only takes effect on a GPU, as in Task
+    schedule = warmup_cosine(optimizer, h.warmup_steps, trainer.max_steps, h.min_lr_ratio)
+    precision = str(trainer.precision)
+    if precision not in ("32-true", "bf16-mixed"):
+        raise ValueError(f"plain loop: precision {precision} is not reproduced here")
+    autocast = torch.autocast(device.type, torch.bfloat16) if precision == "bf16-mixed" else nullcontext()
+    data.prepare_data()
+    data.setup("fit")
+    batches = forever(data.train_dataloader())
+
+    def step() -> int:
+        batch = next(batches).to(device, non_blocking=True)
+        with autocast:
+            logits = net(batch[:, :-1])
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), batch[:, 1:].flatten(), ignore_index=-100)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), trainer.gradient_clip_val)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        return batch[:, :-1].numel()
+
+    # what MFU needs: the network's FLOPs per token at this context, and the device's peak at this precision
+    step.net, step.device, step.seq_len = net, device, data.block_size
+    step.dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.float32
+    step.window = trainer.log_every_n_steps  # SpeedMonitor's window, so both sides are timed alike
+    return step
+
+
+def forever(loader):
+    """Batches epoch after epoch, as the trainer draws them."""
+    while True:
+        yield from loader
+
+
+def plain_loop(config: str, overrides: list[str], warmup: int, steps: int) -> dict:
+    """The plain loop's tokens/s in windows of ``log_every_n_steps`` steps over steps warmup+1 ..
+    warmup+steps, as SpeedMonitor measures the fit; MFU where the device's peak is known; peak RSS."""
+    torch.set_float32_matmul_precision("high")  # as `python -m platform` sets it
+    quiet()
+    step = plain_step(build(config, overrides))
+    sync = torch.cuda.synchronize if step.device.type == "cuda" else lambda: None
+    for _ in range(warmup):
+        step()
+    rates = []
+    for _ in range(steps // step.window):
+        sync()
+        start, tokens = time.perf_counter(), 0
+        for _ in range(step.window):
+            tokens += step()
+        sync()
+        rates.append(tokens / (time.perf_counter() - start))
+    result = {"rates": rates}
+    peak = get_available_flops(step.device, step.dtype)  # None on CPUs
+    if peak and hasattr(step.net, "flops_per_token"):
+        result["mfu"] = step.net.flops_per_token(step.seq_len) * max(rates) / peak
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def fresh(function, *args):
+    """``function(*args)`` in a new Python process, as the fit runs in one. On a CPU the step time
+    depends on the process's allocation history (glibc's malloc moves its mmap threshold as blocks
+    are freed; page faults then take 10-30% of a gpt_small step), so both sides start afresh."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
+
+
+def quiet() -> None:
+    """Silence the CLI's start-up chatter and known deprecation warnings in the plain loop's process."""
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*(set_vital|LeafSpec).*")
+
+
+# -- sections ----------------------------------------------------------------------------------------
+def compare(config: str, overrides: list[str], args, workdir: str, label: str) -> dict:
+    """Alternate fit and plain ``args.repeats`` times over the same steps, timed in the same 10-step
+    windows. Each side's figure is its fastest window: others' work on a shared machine only ever
+    slows a window down (on 2 cores one busy neighbour makes our 2 threads several times slower), so
+    the fastest windows are the least disturbed. Medians are kept beside it; on a quiet machine they agree."""
+    max_steps = args.warmup + args.steps
+    overrides = [*overrides, "--trainer.max_steps", str(max_steps)]
+    fits, plains = [], []
+    for i in range(args.repeats):
+        fit = run_fit(config, overrides, max_steps, workdir, f"{label}-{i}")
+        if fit["rc"] != 0:
+            return {"error": fit["error"], "log": fit["log"]}
+        fit["rates"] = measured(fit["windows"], args.warmup, args.steps)
+        fit["mfu"] = max(measured(fit["windows"], args.warmup, args.steps, "mfu"), default=None)
+        fits.append(fit)
+        plains.append(fresh(plain_loop, config, overrides, args.warmup, args.steps))
+        fit_summary, plain_summary = summary(fit["rates"]), summary(plains[-1]["rates"])
+        print(f"  {label} {i + 1}/{args.repeats}, tokens/s (best/median window): fit {fit_summary}, plain {plain_summary}", flush=True)
+    fit_rates = [r for f in fits for r in f["rates"]]
+    plain_rates = [r for p in plains for r in p["rates"]]
+    return {
+        "fit_tokens_per_sec": max(fit_rates),
+        "plain_tokens_per_sec": max(plain_rates),
+        "ratio": max(fit_rates) / max(plain_rates),
+        "fit_median": statistics.median(fit_rates),
+        "plain_median": statistics.median(plain_rates),
+        "median_ratio": statistics.median(fit_rates) / statistics.median(plain_rates),
+        "windows_per_side": len(fit_rates),
+        "fit_mfu": max((f["mfu"] for f in fits if f["mfu"]), default=None),
+        "plain_mfu": max((p["mfu"] for p in plains if p.get("mfu")), default=None),
+        "time_to_first_step_s": [w["time_to_first_step"] for f in fits for w in f["windows"][:1] if "time_to_first_step" in w],
+        "fit_runs": [{k: f.get(k) for k in ("rates", "mfu", "peak_rss_mb", "cuda_max_allocated_mb", "wall_s", "windows")} for f in fits],
+        "plain_runs": plains,
+    }
+
+
+def summary(rates: list[float]) -> str:
+    return f"{max(rates):,.0f}/{statistics.median(rates):,.0f}"
+
+
+def section_fit(args, workdir: str, compile: bool) -> dict:
+    """(1) and (2): gpt_small through the platform and through the plain loop."""
+    overrides = [*args.tiny, "--model.init_args.compile", "true"] if compile else list(args.tiny)
+    return compare(SMALL, overrides, args, workdir, "compile" if compile else "eager")
+
+
+def section_data(args, results: dict) -> dict:
+    """(3): tokenizer MB/s over the BBC corpus; the train loader's tokens/s against training's."""
+    files, fmt = resolve_files("bbc_news")
+    docs = [d for d in read_documents(files, fmt) if d.strip()][: 200 if args.quick else None]
+    megabytes = sum(len(d.encode("utf-8")) for d in docs) / 1e6
+    data = build(SMALL, args.tiny).datamodule
+    data.prepare_data()  # trains gpt_small's BPE once (cached in .cache/tokens)
+    data.setup("fit")
+    out = {"corpus_mb": megabytes, "documents": len(docs), "cores": os.cpu_count()}
+    for name, tokenizer in (("bpe_small", data.tokenizer), ("gpt2", load_tokenizer("gpt2"))):
+        seconds = []
+        for _ in range(3):  # best of 3: the least disturbed by other work on the machine
+            start = time.perf_counter()
+            tokenizer.encode_batch(docs)
+            seconds.append(time.perf_counter() - start)
+        out[f"{name}_mb_per_sec"] = megabytes / min(seconds)
+
+    batches, loader, rates = 50 if args.quick else 200, forever(data.train_dataloader()), []
+    next(loader)  # the first batch draws the epoch's permutation
+    for _ in range(3):  # best of 3, as above
+        start, tokens = time.perf_counter(), 0
+        for _ in range(batches):
+            tokens += next(loader)[:, :-1].numel()  # counted as SpeedMonitor counts (CausalLM.tokens_in)
+        rates.append(tokens / (time.perf_counter() - start))
+    out.update(loader_tokens_per_sec=max(rates), loader_batches_per_sec=max(rates) / tokens * batches)
+    # what training consumes: the fit measured in this invocation, else a short plain loop
+    training = (results.get("fit") or {}).get("fit_tokens_per_sec")
+    out["training_source"] = "the fit of section fit" if training else "a 10-step plain loop"
+    if not training:
+        training = max(fresh(plain_loop, SMALL, [*args.tiny, "--trainer.max_steps", "13"], 3, 10)["rates"])
+    out.update(training_tokens_per_sec=training, loader_over_training=out["loader_tokens_per_sec"] / training)
+    return out
+
+
+def section_memory(args, workdir: str) -> dict:
+    """(4): peak memory of a gpt_small fit, and of the same with activation checkpointing."""
+    steps = 10 if args.quick else 30  # the optimizer state exists after the first step: memory plateaus early
+    out = {"steps": steps}
+    flag = ["--model.init_args.net.init_args.activation_checkpointing", "true"]
+    for key, extra in (("baseline", []), ("activation_checkpointing", flag)):
+        fit = run_fit(SMALL, [*args.tiny, *extra], steps, workdir, f"memory-{key}")
+        if fit["rc"] != 0:  # the option does not exist (yet), or the run failed: say why, in one line
+            out[key] = {"error": fit["error"]}
+            continue
+        out[key] = {k: fit.get(k) for k in ("peak_rss_mb", "cuda_max_allocated_mb")}
+        out[key]["tokens_per_sec"] = max(measured(fit["windows"], 10 if steps > 10 else 0, steps), default=None)
+    return out
+
+
+def section_gpu(args, workdir: str) -> dict:
+    """(5): gpt2_124m as configured (bf16-mixed, compiled, SDPA's flash kernel) on the GPU: fit vs plain."""
+    if not torch.cuda.is_available():
+        return {"skipped": "no CUDA device"}
+    # a GPU step is ~50x shorter than a CPU one: more steps, and a longer warm-up for compilation
+    gpu_args = argparse.Namespace(**{**vars(args), "steps": args.steps * 5, "warmup": max(args.warmup, 50)})
+    return compare(GPT2, list(args.tiny), gpu_args, workdir, "gpt2")
+
+
+# -- report ------------------------------------------------------------------------------------------
+def hardware() -> dict:
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "unknown CPU")
+    return {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+        "lightning": L.__version__,
+        "python": sys.version.split()[0],
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+
+
+def table(results: dict) -> list[list[str]]:
+    """Rows of: benchmark | platform | reference | ratio | target | notes."""
+    pairs = (("fit", "gpt_small, eager"), ("compile", "gpt_small, torch.compile"))
+    rows = [pair_row(what, results[key]) for key, what in pairs if key in results]
+    eager, compiled = results.get("fit", {}), results.get("compile", {})
+    if "ratio" in eager and "ratio" in compiled:
+        a, b = compiled["fit_tokens_per_sec"], eager["fit_tokens_per_sec"]
+        rows.append(["gpt_small: compiled vs eager fit, tokens/s", f"{a:,.0f}", f"{b:,.0f}", f"{a / b:.3f}", "", ""])
+
+    d = results.get("data")
+    if d:
+        corpus = f"{d['documents']:,} BBC articles, {d['corpus_mb']:.1f} MB, encode_batch (Rust) on {d['cores']} cores"
+        rows.append(["tokenizer: gpt_small's BPE-4096, MB/s", f"{d['bpe_small_mb_per_sec']:.2f}", "", "", "", corpus])
+        rows.append(["tokenizer: GPT-2's BPE, MB/s", f"{d['gpt2_mb_per_sec']:.2f}", "", "", "", corpus])
+        rows.append(["train DataLoader alone vs training, tokens/s", f"{d['loader_tokens_per_sec']:,.0f}", f"{d['training_tokens_per_sec']:,.0f}",
+                     f"{d['loader_over_training']:,.0f}", "> 1", f"{d['loader_batches_per_sec']:,.0f} batches/s; training: {d['training_source']}"])  # fmt: skip
+
+    m = results.get("memory")
+    if m:
+        cuda = torch.cuda.is_available()
+        key, unit = ("cuda_max_allocated_mb", "peak CUDA memory allocated") if cuda else ("peak_rss_mb", "peak RSS")
+        base = m["baseline"].get(key)
+        for name, what in (("baseline", "gpt_small fit"), ("activation_checkpointing", "gpt_small fit, activation checkpointing")):  # fmt: skip
+            r = m[name]
+            if "error" in r:
+                rows.append([f"{what}: {unit}, MB", "n/a", "", "", "", f"flag rejected or run failed: {r['error']}"])
+                continue
+            speed = f"{r['tokens_per_sec']:,.0f} tokens/s" if r.get("tokens_per_sec") else "tokens/s n/a"
+            against = [f"{base:,.0f}", f"{r[key] / base:.3f}"] if name != "baseline" and base else ["", ""]
+            rows.append([f"{what}: {unit}, MB", f"{r[key]:,.0f}", *against, "", f"{m['steps']}-step fit; {speed}"])
+    if "gpu" in results:
+        rows.append(pair_row("gpt2_124m bf16, compiled, GPU", results["gpu"]))
+    return rows
+
+
+def pair_row(what: str, r: dict) -> list[str]:
+    """A fit-vs-plain comparison as a table row."""
+    what = f"{what}: fit vs plain loop, tokens/s"
+    if "skipped" in r or "error" in r:
+        return [what, "n/a", "", "", "", r.get("skipped") or r["error"]]
+    note = f"medians {r['fit_median']:,.0f} vs {r['plain_median']:,.0f} (ratio {r['median_ratio']:.3f})"
+    note += f"; time to first step {', '.join(f'{x:.1f}' for x in r['time_to_first_step_s'])} s"
+    if r["fit_mfu"]:
+        note += f"; MFU fit {r['fit_mfu']:.3f}, plain {r['plain_mfu'] or 0:.3f}"
+    verdict = f">= {TARGET} {'PASS' if r['ratio'] >= TARGET else 'FAIL'}"
+    return [what, f"{r['fit_tokens_per_sec']:,.0f}", f"{r['plain_tokens_per_sec']:,.0f}", f"{r['ratio']:.3f}", verdict, note]
+
+
+def markdown(rows: list[list[str]], meta: dict, args) -> str:
+    lines = ["| benchmark | platform | reference | ratio | target | notes |", "|---|---|---|---|---|---|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    gpu = meta["gpu"] or "no GPU"
+    lines += [
+        "",
+        f"Fit vs plain: `python -m platform fit` (progress bar in a terminal, checkpointing, validation; CSV logger instead of W&B) against a "
+        f"plain loop of the same training in a fresh process; steps {args.warmup + 1}-{args.warmup + args.steps} of each run, "
+        f"{args.repeats} alternating runs per side, the fastest 10-step window of each side (medians in the notes). Excluded from the "
+        "window: start-up, sanity check, warm-up (and compilation), validation and checkpoints (every 200 steps, so none inside; the "
+        "final ones after it). fp32 on a CPU; on a GPU the CLI's default (bf16-mixed). Peak RSS: the whole fit process.",
+        f"{meta['cpu']}, {meta['cpu_count']} cores (torch threads {meta['torch_threads']}), {gpu}; torch {meta['torch']}, "
+        f"lightning {meta['lightning']}, Python {meta['python']}; {meta['date']}; load average {meta['load_before'][0]:.2f} before, "
+        f"{meta['load_after'][0]:.2f} after; `python scripts/benchmark.py {' '.join(meta['argv'])}`.",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=60, help="measured training steps per run (a multiple of log_every_n_steps, 10)")
+    parser.add_argument("--warmup", type=int, default=20, help="steps run before the measured window (compilation happens here)")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating fit/plain runs per comparison")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
+    parser.add_argument("--quick", action="store_true", help="smoke run: a 1-layer GPT, 10+10 steps, one run per side")
+    parser.add_argument("--out", default="runs/benchmark/benchmark.json", help="JSON figures; the markdown table goes beside it (.md)")
+    args = parser.parse_args()
+    if args.quick:
+        args.steps, args.warmup, args.repeats = 10, 10, 1
+    if args.steps % 10 or args.warmup % 10:
+        parser.error("--steps and --warmup must be multiples of 10: SpeedMonitor logs a window every 10 steps")
+    args.tiny = TINY if args.quick else []
+    os.chdir(ROOT)
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(ROOT, ".cache", "inductor"))  # the plain loop's cache too
+    os.environ["WANDB_MODE"] = "disabled"
+    quiet()
+
+    meta = {**hardware(), "load_before": os.getloadavg(), "argv": sys.argv[1:]}
+    print(f"{meta['cpu']}, {meta['cpu_count']} cores, torch {meta['torch']}, load average {meta['load_before'][0]:.2f}", flush=True)
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="benchmark-") as workdir:  # the runs' checkpoints and logs
+        for section in [s for s in SECTIONS if s in args.only]:
+            print(f"== {section}", flush=True)
+            start = time.perf_counter()
+            if section in ("fit", "compile"):
+                results[section] = section_fit(args, workdir, compile=section == "compile")
+            elif section == "data":
+                results[section] = section_data(args, results)
+            elif section == "memory":
+                results[section] = section_memory(args, workdir)
+            else:
+                results[section] = section_gpu(args, workdir)
+            print(f"   {time.perf_counter() - start:.0f} s", flush=True)
+    meta["load_after"] = os.getloadavg()
+
+    rows = table(results)
+    text = markdown(rows, meta, args)
+    print("\n" + text)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump({"meta": meta, "settings": vars(args), "results": results, "table": rows}, f, indent=1)
+    markdown_path = os.path.splitext(args.out)[0] + ".md"
+    with open(markdown_path, "w") as f:
+        f.write(text + "\n")
+    print(f"\nFigures: {args.out}; table: {markdown_path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""scripts/benchmark.py's building blocks: its plain loop trains exactly as ``python -m platform fit``
+does, and SpeedMonitor's windows are read back from a CSV log as the script expects."""
+
+import importlib.util
+import os
+
+import pytest
+import torch
+
+from platform.cli import PlatformCLI
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def bench():  # not "benchmark": pytest-benchmark owns that fixture name
+    spec = importlib.util.spec_from_file_location("benchmark", os.path.join(ROOT, "scripts", "benchmark.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_plain_loop_trains_as_fit_does(bench, tmp_path, token_cache, monkeypatch):
+    """Same network, data order, dropout, AdamW groups, schedule and clipping: the weights after three
+    plain steps are those after a three-step fit, bit for bit; so the benchmark compares like with like."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setattr("sys.argv", ["python -m platform"])  # LightningCLI warns about pytest's own arguments
+    args = ["--config", "configs/gpt_nano.yaml", "--data.init_args.cache_dir", token_cache, "--trainer.max_steps", "3"]
+    quiet = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]
+    fit = PlatformCLI(args=["fit", *args, "--run.dir", str(tmp_path), *quiet])
+    step = bench.plain_step(bench.build(args[1], args[2:]))
+    tokens = [step() for _ in range(3)]
+    assert tokens == [8 * 64] * 3  # batch_size x block_size, as CausalLM.tokens_in counts
+    fitted, plain = fit.model.net.state_dict(), step.net.state_dict()
+    assert all(torch.equal(fitted[k], plain[k]) for k in fitted)
+
+    result = bench.plain_loop("configs/gpt_nano.yaml", args[2:], warmup=1, steps=5)  # one window: log_every_n_steps is 5
+    assert len(result["rates"]) == 1 and result["rates"][0] > 0 and "mfu" not in result  # no known peak FLOP/s on a CPU
+
+
+def test_speed_windows_are_read_from_the_csv_log(bench, tmp_path):
+    # as CSVLogger writes SpeedMonitor's values: global step s at logger step s - 1, beside other rows
+    (tmp_path / "metrics.csv").write_text(
+        "epoch,lr-AdamW/pg1,perf/samples_per_sec,perf/time_to_first_step,perf/tokens_per_sec,step,train/loss\n"
+        ",0.0004,,,,9,\n0,,3.6,5.5,400.0,9,7.9\n0,,4.8,5.5,600.0,19,7.3\n0,,5.0,5.5,300.0,29,6.9\n"
+    )
+    windows = bench.speed_windows(str(tmp_path / "metrics.csv"))
+    assert [w["end"] for w in windows] == [10, 20, 30]
+    assert windows[0]["time_to_first_step"] == 5.5
+    assert bench.measured(windows, warmup=10, steps=20) == [600.0, 300.0]  # steps 11-30
+    assert bench.measured(windows, warmup=30, steps=10) == []
