@@ -147,7 +147,8 @@ class PlatformCLI(LightningCLI):
             kwargs["precision"] = default_precision(config.trainer.get("accelerator"))
         callbacks = trainer_init.get("callbacks") or []
         callbacks = [callbacks] if isinstance(callbacks, L.Callback) else list(callbacks)
-        kwargs.update(callbacks=callbacks + self.run_callbacks(config, has_logger=bool(logger), given=callbacks), logger=logger, default_root_dir=self.run_dir)
+        callbacks += self.run_callbacks(config, has_logger=bool(logger), given=callbacks)
+        kwargs.update(callbacks=callbacks, logger=logger, default_root_dir=self.run_dir)
         return super().instantiate_trainer(**kwargs)
 
     def run_callbacks(self, config, has_logger: bool, given: list[L.Callback]) -> list[L.Callback]:

@@ -39,7 +39,8 @@ def last_checkpoint(run_dir: str) -> str:
 def newest_checkpoint(run_dir: str) -> str | None:
     """The run's newest checkpoint: ``checkpoints/last.ckpt``, or a ``hpc_ckpt_N.ckpt`` that Lightning
     saved into the run directory when SLURM signalled a preemption, whichever was written last."""
-    found = [p for p in [last_checkpoint(run_dir), *glob.glob(os.path.join(run_dir, "hpc_ckpt_*.ckpt"))] if os.path.exists(p)]  # a file, or a directory of shards
+    candidates = [last_checkpoint(run_dir), *glob.glob(os.path.join(run_dir, "hpc_ckpt_*.ckpt"))]
+    found = [p for p in candidates if os.path.exists(p)]  # a file, or a directory of shards
     return max(found, key=os.path.getmtime, default=None)
 
 

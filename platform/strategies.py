@@ -16,7 +16,9 @@ class FSDP2(ModelParallelStrategy):
             false gathers one full checkpoint file on rank 0.
     """
 
-    def __init__(self, save_distributed_checkpoint: bool = True, process_group_backend: str | None = None, timeout: timedelta | None = default_pg_timeout):
+    def __init__(
+        self, save_distributed_checkpoint: bool = True, process_group_backend: str | None = None, timeout: timedelta | None = default_pg_timeout
+    ):
         super().__init__("auto", 1, save_distributed_checkpoint, process_group_backend, timeout)
 
     def setup_environment(self) -> None:

@@ -2,16 +2,9 @@ import os
 import sys
 
 import pytest
-import torch
 import yaml
 
 from platform.cli import main
-
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    # the workers share the cores: one thread each (and in the runs they start), or torch's spinning
-    # threads make every worker wait on the others
-    os.environ["OMP_NUM_THREADS"] = "1"
-    torch.set_num_threads(1)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
