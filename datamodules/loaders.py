@@ -8,7 +8,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from torchdata.stateful_dataloader.sampler import StatefulDistributedSampler
 
 
-def train_loader(datamodule, dataset: Dataset, batch_size: int, drop_last: bool = True, **kwargs) -> StatefulDataLoader:
+def train_loader(datamodule, dataset: Dataset, batch_size: int, drop_last: bool = True, num_workers: int = 0, **kwargs) -> StatefulDataLoader:
     """A shuffling loader whose order is a permutation drawn from the run's seed (``seed_everything``),
     split across the data-parallel processes: with W processes of ``batch_size`` B, step k trains on
     the examples a single process with batch W·B trains on at step k, so that a run's data does not
@@ -18,12 +18,11 @@ def train_loader(datamodule, dataset: Dataset, batch_size: int, drop_last: bool 
     shard = (getattr(trainer.strategy, "distributed_sampler_kwargs", None) if trainer else None) or {"num_replicas": 1, "rank": 0}
     # Lightning keeps a DistributedSampler it is given and calls its set_epoch at every epoch
     sampler = ResumableShuffle(dataset, batch_size, drop_last, **shard, shuffle=True, seed=int(os.environ.get("PL_GLOBAL_SEED", 0)))
-    workers = kwargs.pop("num_workers", 0)
     # each new iterator draws its workers' base seed from ``generator``: from the global RNG without one,
     # which would make the training's random stream (dropout...) depend on when loaders start
     generator = torch.Generator().manual_seed(sampler.seed)
     return StatefulDataLoader(
-        dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=workers, persistent_workers=workers > 0,
+        dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=num_workers, persistent_workers=num_workers > 0,
         generator=generator, **kwargs,
     )  # fmt: skip
 
