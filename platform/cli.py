@@ -29,7 +29,7 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from platform.callbacks import LastCheckpoint, PredictionWriter, RNGState, SpeedMonitor, ValidationReport, print_rank_zero
-from platform.hardware import check_device, default_precision
+from platform.hardware import check_device, default_precision, keep_freed_memory
 from platform.loggers import finish_wandb, wandb_logger, wandb_sync_hint
 from platform.runs import check_fits, new_run_dir, resolve_ckpt_path, run_dir_of
 from platform.strategies import FSDP2  # noqa: F401  registers --trainer.strategy fsdp2
@@ -244,6 +244,7 @@ def _fill_none(config, values: dict) -> None:
 def main(args=None) -> None:
     """Run the CLI; bad input ends with one line naming the problem and exit status 2."""
     torch.set_float32_matmul_precision("high")
+    keep_freed_memory()
     try:
         PlatformCLI(args=args)
     except (ValueError, FileNotFoundError, MisconfigurationException) as err:

@@ -54,6 +54,7 @@ from lightning.fabric.utilities.throughput import get_available_flops  # noqa: E
 from datamodules.corpora import read_documents, resolve_files  # noqa: E402
 from datamodules.tokenizers import load_tokenizer  # noqa: E402
 from platform.cli import PlatformCLI  # noqa: E402
+from platform.hardware import keep_freed_memory  # noqa: E402
 from tasks.optim import adamw, warmup_cosine  # noqa: E402
 
 SECTIONS = ("fit", "compile", "data", "memory", "gpu")
@@ -200,7 +201,8 @@ def forever(loader):
 def plain_loop(config: str, overrides: list[str], warmup: int, steps: int) -> dict:
     """The plain loop's tokens/s in windows of ``log_every_n_steps`` steps over steps warmup+1 ..
     warmup+steps, as SpeedMonitor measures the fit; MFU where the device's peak is known; peak RSS."""
-    torch.set_float32_matmul_precision("high")  # as `python -m platform` sets it
+    torch.set_float32_matmul_precision("high")  # as `python -m platform` sets them
+    keep_freed_memory()
     quiet()
     step = plain_step(build(config, overrides))
     sync = torch.cuda.synchronize if step.device.type == "cuda" else lambda: None
@@ -223,9 +225,8 @@ def plain_loop(config: str, overrides: list[str], warmup: int, steps: int) -> di
 
 
 def fresh(function, *args):
-    """``function(*args)`` in a new Python process, as the fit runs in one. On a CPU the step time
-    depends on the process's allocation history (glibc's malloc moves its mmap threshold as blocks
-    are freed; page faults then take 10-30% of a gpt_small step), so both sides start afresh."""
+    """``function(*args)`` in a new Python process, as the fit runs in one: on a CPU the step time
+    depends on the process's allocation history, so both sides start afresh."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         return pool.submit(function, *args).result()
 

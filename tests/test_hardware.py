@@ -1,11 +1,15 @@
 """What the device can run: bf16 by default on GPUs that have it, fp32 on a CPU unless asked, and a
 strategy or precision the device cannot run refused before anything is built, with what to use instead."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
 from platform.cli import PlatformCLI
 from platform.hardware import default_precision
+from tests.conftest import ROOT
 from tests.helpers import error_line
 
 NANO = ["--config", "configs/gpt_nano.yaml", "--trainer.logger", "false"]
@@ -48,3 +52,31 @@ def test_bf16_on_a_gpu_without_it_is_refused_with_what_to_use_instead(cli, capsy
     gpu((7, 5), "Tesla T4")
     line = error_line(cli, capsys, "fit", *NANO, "--trainer.precision", "bf16-mixed")
     assert "trainer.precision=bf16-mixed: the Tesla T4 (compute capability 7.5) has no bf16" in line and "16-mixed" in line
+
+
+KEEP_FREED = """
+import resource, sys, torch
+sys.path.insert(0, ".")
+from platform.hardware import keep_freed_memory
+
+def faults():  # page faults of steps 11-30 of steps that each allocate, fill and free a 64 MiB tensor
+    for step in range(30):
+        if step == 10:
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        torch.empty(16 << 20).fill_(1.0)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+default = faults()
+keep_freed_memory()
+print(default, faults())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_freed_memory_is_kept_for_the_next_step():
+    """On a CPU, a step's large tensors reuse the memory the previous step freed instead of mapping it
+    afresh (page faults on every page): what keep_freed_memory, set by `python -m platform`, is for."""
+    out = subprocess.run([sys.executable, "-c", KEEP_FREED], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+    default, kept = map(int, out.stdout.split())
+    assert default > 20 * 16_000  # every step faulted in its 16,384 pages
+    assert kept < default / 100
