@@ -1,10 +1,49 @@
-"""Callbacks that tests inject into real CLI runs through the config, and a check of bad input."""
+"""Runs of the CLI in this process and, killed, in a subprocess; callbacks that tests inject into them
+through the config; and a check of bad input."""
 
+import contextlib
+import io
+import json
 import os
 import signal
+import subprocess
+import sys
 
 import lightning as L
 import pytest
+
+from platform.cli import main
+from tests.conftest import ROOT
+
+
+def fit(*args: str) -> str:
+    """``python -m platform fit *args`` in this process (from the repository root, without W&B or a
+    progress bar); returns what it printed. A run in a test's own process costs no start-up."""
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
+        patch.chdir(ROOT)
+        patch.setenv("WANDB_MODE", "disabled")
+        patch.setattr("sys.argv", ["python -m platform"])  # what LightningCLI reads beside the args it is given
+        main(["fit", *args, "--trainer.enable_progress_bar", "false"])
+    return printed.getvalue()
+
+
+def launch(*args: str, returncode: int = 0, env: dict | None = None) -> str:
+    """``python -m platform fit *args`` in a process of its own (a run on several processes, or one
+    to be killed), without W&B or a progress bar; checks its exit status and returns what it printed."""
+    command = [sys.executable, "-m", "platform", "fit", *args, "--trainer.enable_progress_bar", "false"]
+    out = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "WANDB_MODE": "disabled", **(env or {})}
+    )
+    assert out.returncode == returncode, out.stderr[-3000:]
+    return out.stdout
+
+
+def fit_killed(*args: str, step: int, during_save: bool = False, env: dict | None = None) -> None:
+    """``launch(*args)``, SIGKILLed when training reaches ``step`` (or while the checkpoint of that
+    step is being saved): a real crash, which nothing cleans up after."""
+    kill = json.dumps([{"class_path": "tests.helpers.KillAtStep", "init_args": {"step": step, "during_save": during_save}}])
+    launch(*args, "--trainer.callbacks", kill, returncode=-signal.SIGKILL, env=env)
 
 
 class KillAtStep(L.Callback):
@@ -41,4 +80,3 @@ def error_line(cli, capsys, *args) -> str:
     err = capsys.readouterr().err.strip().splitlines()
     assert "Traceback" not in "\n".join(err)
     return err[-1]
-

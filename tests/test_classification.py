@@ -4,8 +4,6 @@ tokens, frozen probes, layer-wise decay, and a distilled student that loads as a
 import importlib.util
 import json
 import os
-import subprocess
-import sys
 
 import lightning as L
 import numpy as np
@@ -14,12 +12,10 @@ import torch
 
 from datamodules import ImageDataModule, LabeledTextDataModule
 from datamodules.labels import split_by_class
-from platform.cli import main
 from tasks import Classification
 from tasks.checkpoints import load_task
 from tasks.nets import GPT, ConvEncoder, HuggingFace
-from tests.conftest import ROOT
-from tests.helpers import error_line
+from tests.helpers import error_line, fit, fit_killed
 
 TINY_BERT = {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
 
@@ -28,11 +24,8 @@ TINY_BERT = {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2
 def gpt_ckpt(tmp_path_factory, token_cache) -> str:
     """A CausalLM checkpoint (gpt_nano: a 2-layer GPT on bytes), as a pretraining run leaves it."""
     runs = tmp_path_factory.mktemp("pretrained")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(ROOT)
-        patch.setenv("WANDB_MODE", "disabled")
-        main(["fit", "--config", "configs/gpt_nano.yaml", "--trainer.max_steps", "2", "--trainer.logger", "false",
-              "--run.dir", str(runs), "--data.init_args.cache_dir", token_cache, "--trainer.enable_progress_bar", "false"])  # fmt: skip
+    fit("--config", "configs/gpt_nano.yaml", "--trainer.max_steps", "2", "--trainer.logger", "false", "--run.dir", str(runs),
+        "--data.init_args.cache_dir", token_cache)  # fmt: skip
     return str(runs / "gpt_nano" / "checkpoints" / "last.ckpt")
 
 
@@ -206,27 +199,23 @@ def test_teacher_and_student_must_share_a_vocabulary(cli, gpt_ckpt, capsys):
 
 
 def test_distillation_resumes_bit_identical(tmp_path, gpt_ckpt):
-    """Killed mid-epoch and resumed, a distillation ends where the uninterrupted run does."""
-    def fit(runs, *extra, code=0):
-        args = [sys.executable, "-m", "platform", "fit", "--config", "configs/distill_bbc_minilm.yaml", "--model.init_args.teacher_ckpt", teacher,
-                "--data.init_args.tokenizer", gpt_ckpt, "--model.init_args.student.init_args.backbone", student, "--data.init_args.max_length", "32",
-                "--data.init_args.labels_per_class", "4", "--data.init_args.val_fraction", "0.96", "--data.init_args.batch_size", "8",
-                "--trainer.max_steps", "12", "--trainer.val_check_interval", "6", "--trainer.limit_val_batches", "1", "--run.checkpoint_every", "5",
-                "--run.dir", str(tmp_path / runs), "--trainer.logger", "false", *extra]  # fmt: skip
-        out = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "WANDB_MODE": "disabled"})
-        assert out.returncode == code, out.stderr[-2000:]
-
+    """Killed mid-epoch (SIGKILL, in a subprocess) and resumed, a distillation ends where the
+    uninterrupted run does."""
     teacher = str(tmp_path / "teacher.ckpt")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(ROOT)
-        patch.setenv("WANDB_MODE", "disabled")
-        main(["fit", *from_gpt(gpt_ckpt, "--run.dir", str(tmp_path / "t"), "--trainer.enable_progress_bar", "false")])
+    fit(*from_gpt(gpt_ckpt, "--run.dir", str(tmp_path / "t")))
     os.replace(tmp_path / "t" / "classify_bbc_gpt" / "checkpoints" / "last.ckpt", teacher)
     student = "{class_path: tasks.nets.GPT, init_args: {n_layer: 1, n_head: 2, n_embd: 16, block_size: 64, dropout: 0.1}}"
-    fit("straight")
-    kill = json.dumps([{"class_path": "tests.helpers.KillAtStep", "init_args": {"step": 8}}])
-    fit("resumed", "--trainer.callbacks", kill, code=-9)
-    fit("resumed", "--ckpt_path", "last")
+
+    def distill(runs: str) -> list[str]:
+        return ["--config", "configs/distill_bbc_minilm.yaml", "--model.init_args.teacher_ckpt", teacher, "--data.init_args.tokenizer", gpt_ckpt,
+                "--model.init_args.student.init_args.backbone", student, "--data.init_args.max_length", "32", "--data.init_args.labels_per_class", "4",
+                "--data.init_args.val_fraction", "0.96", "--data.init_args.batch_size", "8", "--trainer.max_steps", "12",
+                "--trainer.val_check_interval", "6", "--trainer.limit_val_batches", "1", "--run.checkpoint_every", "5",
+                "--run.dir", str(tmp_path / runs), "--trainer.logger", "false"]  # fmt: skip
+
+    fit(*distill("straight"))
+    fit_killed(*distill("resumed"), step=8)
+    fit(*distill("resumed"), "--ckpt_path", "last")
     load = lambda runs: torch.load(tmp_path / runs / "distill_bbc_minilm" / "checkpoints" / "last.ckpt", weights_only=True)  # noqa: E731
     straight, resumed = load("straight"), load("resumed")
     assert resumed["global_step"] == straight["global_step"] == 12

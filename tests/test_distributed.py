@@ -6,9 +6,6 @@ negatives from every process."""
 import json
 import os
 import re
-import signal
-import subprocess
-import sys
 
 import lightning as L
 import pytest
@@ -19,7 +16,7 @@ from torch.utils.data import TensorDataset
 from datamodules.loaders import train_loader
 from tasks import Contrastive
 from tasks.checkpoints import read_checkpoint
-from tests.conftest import ROOT
+from tests.helpers import fit, fit_killed, launch
 
 STEPS = 6
 
@@ -36,19 +33,16 @@ def corpus(tmp_path_factory) -> list[str]:
     return ["--data.init_args.corpus", str(path), "--data.init_args.cache_dir", cache]
 
 
-def fit(runs: str, corpus: list[str], batch_size: int, *extra: str, expect_kill: bool = False) -> str:
-    """gpt_nano without dropout (so that runs can agree) for STEPS steps; returns what it printed."""
-    args = [
-        sys.executable, "-m", "platform", "fit", "--config", "configs/gpt_nano.yaml", *corpus, "--run.dir", runs,
-        "--trainer.accelerator", "cpu", "--trainer.max_steps", str(STEPS), "--run.checkpoint_every", "3",
-        "--trainer.val_check_interval", str(STEPS), "--trainer.limit_val_batches", "2", "--trainer.logger", "false",
-        "--trainer.enable_progress_bar", "false", "--model.init_args.net.init_args.dropout", "0",
-        "--data.init_args.batch_size", str(batch_size), *extra,
+def arguments(runs: str, corpus: list[str], batch_size: int, *extra: str) -> list[str]:
+    """gpt_nano without dropout (so that runs can agree) for STEPS steps."""
+    return [
+        "--config", "configs/gpt_nano.yaml", *corpus, "--run.dir", runs, "--trainer.accelerator", "cpu", "--trainer.max_steps", str(STEPS),
+        "--run.checkpoint_every", "3", "--trainer.val_check_interval", str(STEPS), "--trainer.limit_val_batches", "2", "--trainer.logger", "false",
+        "--model.init_args.net.init_args.dropout", "0", "--data.init_args.batch_size", str(batch_size), *extra,
     ]  # fmt: skip
-    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}  # two processes share two cores
-    out = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
-    assert out.returncode == (-signal.SIGKILL if expect_kill else 0), out.stderr[-3000:]
-    return out.stdout
+
+
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # two processes share two cores; Lightning starts the second by running the first's command again
 
 
 def final_val_loss(stdout: str) -> float:
@@ -71,13 +65,13 @@ def assert_close(weights: dict, expected: dict) -> None:
 def single_process(corpus, tmp_path_factory) -> tuple[float, dict]:
     """The reference: one process, a batch of 8."""
     runs = str(tmp_path_factory.mktemp("single"))
-    stdout = fit(runs, corpus, 8)
+    stdout = fit(*arguments(runs, corpus, 8))
     return final_val_loss(stdout), final_weights(runs)
 
 
 def test_ddp_matches_one_process_with_the_same_global_batch(corpus, single_process, tmp_path):
     runs = str(tmp_path / "runs")
-    stdout = fit(runs, corpus, 4, "--config", "configs/trainer/ddp.yaml", "--trainer.devices", "2")
+    stdout = launch(*arguments(runs, corpus, 4, "--config", "configs/trainer/ddp.yaml", "--trainer.devices", "2"), env=ONE_THREAD)
     val_loss, weights = single_process
     assert final_val_loss(stdout) == pytest.approx(val_loss, abs=1e-4)
     assert_close(final_weights(runs), weights)
@@ -87,14 +81,14 @@ def test_fsdp2_shards_checkpoints_and_resumes(corpus, single_process, tmp_path):
     """Killed at step 4, after the sharded checkpoint of step 3, then resumed from the shards: the
     final weights are those of the single-process run, which they could not be had the resume lost
     the optimizer state, the schedule or the data position."""
-    runs, fsdp2 = str(tmp_path / "runs"), ["--config", "configs/trainer/fsdp2.yaml", "--trainer.devices", "2"]
-    kill = json.dumps([{"class_path": "tests.helpers.KillAtStep", "init_args": {"step": 4}}])
-    fit(runs, corpus, 4, *fsdp2, "--trainer.callbacks", kill, expect_kill=True)
+    runs = str(tmp_path / "runs")
+    args = arguments(runs, corpus, 4, "--config", "configs/trainer/fsdp2.yaml", "--trainer.devices", "2")
+    fit_killed(*args, step=4, env=ONE_THREAD)
     shards = os.path.join(runs, "gpt_nano", "checkpoints", "last.ckpt")
     assert sorted(f for f in os.listdir(shards) if f.endswith(".distcp")) == ["__0_0.distcp", "__1_0.distcp"]  # one per process
     assert read_checkpoint(shards, tensors=False)["global_step"] == 3
 
-    stdout = fit(runs, corpus, 4, *fsdp2, "--ckpt_path", "last")
+    stdout = launch(*args, "--ckpt_path", "last", env=ONE_THREAD)
     val_loss, weights = single_process
     assert final_val_loss(stdout) == pytest.approx(val_loss, abs=1e-4)
     assert_close(final_weights(runs), weights)

@@ -3,15 +3,12 @@ never interrupted: weights, optimizer, schedule, data position and RNG states al
 
 import json
 import os
-import signal
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from datamodules import TextDataModule
-from tests.conftest import ROOT
+from tests.helpers import fit, fit_killed
 
 STEPS_PER_EPOCH = 5
 
@@ -32,22 +29,16 @@ def corpus(tmp_path_factory) -> str:
     return str(path)
 
 
-def fit(runs: str, config: str, *extra: str, expect_kill: bool = False) -> None:
-    args = [
-        sys.executable, "-m", "platform", "fit", "--config", f"configs/{config}.yaml", "--trainer.max_steps", "20",
-        "--trainer.val_check_interval", "10", "--trainer.check_val_every_n_epoch", "null", "--trainer.limit_val_batches", "2",
-        "--run.dir", runs, "--trainer.logger", "false", "--trainer.enable_progress_bar", "false", *extra,
+def arguments(runs: str, config: str, *extra: str) -> list[str]:
+    """20 steps of ``config`` into ``runs``, validating at step 10 (and at the end)."""
+    return [
+        "--config", f"configs/{config}.yaml", "--trainer.max_steps", "20", "--trainer.val_check_interval", "10",
+        "--trainer.check_val_every_n_epoch", "null", "--trainer.limit_val_batches", "2", "--run.dir", runs, "--trainer.logger", "false", *extra,
     ]  # fmt: skip
-    out = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "WANDB_MODE": "disabled"})
-    if expect_kill:
-        assert out.returncode == -signal.SIGKILL, out.stderr[-2000:]
-    else:
-        assert out.returncode == 0, out.stderr[-2000:]
 
 
-def text_fit(runs: str, corpus: str, cache: str, *extra: str, expect_kill: bool = False) -> None:
-    data = ["--data.init_args.corpus", corpus, "--data.init_args.val_fraction", "0.1", "--data.init_args.cache_dir", cache]
-    fit(runs, "gpt_nano", *data, *extra, expect_kill=expect_kill)
+def text_data(corpus: str, cache: str) -> list[str]:
+    return ["--data.init_args.corpus", corpus, "--data.init_args.val_fraction", "0.1", "--data.init_args.cache_dir", cache]
 
 
 def weights(runs: str, name: str = "gpt_nano") -> dict:
@@ -71,7 +62,7 @@ def uninterrupted(corpus, tmp_path_factory):
     def run(workers: str) -> dict:
         if workers not in done:
             runs = str(tmp_path_factory.mktemp("straight"))
-            text_fit(runs, corpus, cache, "--data.init_args.num_workers", workers)
+            fit(*arguments(runs, "gpt_nano", *text_data(corpus, cache), "--data.init_args.num_workers", workers))
             done[workers] = weights(runs)
         return done[workers]
 
@@ -89,13 +80,14 @@ def uninterrupted(corpus, tmp_path_factory):
     ids=["mid-epoch", "epoch-boundary", "with-workers", "during-save"],
 )
 def test_killed_run_resumes_bit_identical(corpus, uninterrupted, tmp_path, checkpoint_every, kill_at, during_save, workers):
-    runs, cache = str(tmp_path / "runs"), str(tmp_path / "cache")
-    kill = json.dumps([{"class_path": "tests.helpers.KillAtStep", "init_args": {"step": kill_at, "during_save": during_save}}])
-    every = ["--run.checkpoint_every", str(checkpoint_every), "--data.init_args.num_workers", workers]
-    text_fit(runs, corpus, cache, *every, "--trainer.callbacks", kill, expect_kill=True)
+    """The crash is real (SIGKILL, in a subprocess); the resume runs in this process."""
+    runs = str(tmp_path / "runs")
+    args = arguments(runs, "gpt_nano", *text_data(corpus, str(tmp_path / "cache")), "--run.checkpoint_every", str(checkpoint_every),
+                     "--data.init_args.num_workers", workers)  # fmt: skip
+    fit_killed(*args, step=kill_at, during_save=during_save)
     resume_from = torch.load(os.path.join(runs, "gpt_nano", "checkpoints", "last.ckpt"), weights_only=True)["global_step"]
     assert resume_from == (kill_at - 1) // checkpoint_every * checkpoint_every
-    text_fit(runs, corpus, cache, *every, "--ckpt_path", "last")
+    fit(*args, "--ckpt_path", "last")
     assert_identical(weights(runs), uninterrupted(workers))
 
 
@@ -121,11 +113,11 @@ def test_other_tasks_resume_bit_identical(tmp_path, config, kill_at, data):
     small = [*data, "--run.checkpoint_every", "5"]
     if config == "simcse":
         small += ["--data.init_args.cache_dir", str(tmp_path / "cache")]
-    fit(str(tmp_path / "straight"), config, *small)
-    kill = json.dumps([{"class_path": "tests.helpers.KillAtStep", "init_args": {"step": kill_at}}])
-    fit(str(tmp_path / "resumed"), config, *small, "--trainer.callbacks", kill, expect_kill=True)
-    fit(str(tmp_path / "resumed"), config, *small, "--ckpt_path", "last")
-    assert_identical(weights(str(tmp_path / "resumed"), config), weights(str(tmp_path / "straight"), config))
+    straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+    fit(*arguments(straight, config, *small))
+    fit_killed(*arguments(resumed, config, *small), step=kill_at)
+    fit(*arguments(resumed, config, *small), "--ckpt_path", "last")
+    assert_identical(weights(resumed, config), weights(straight, config))
 
 
 def test_an_interrupted_write_leaves_the_previous_checkpoint_whole(cli, monkeypatch):
