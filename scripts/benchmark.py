@@ -1,7 +1,7 @@
 """Benchmark the platform: ``python -m platform fit`` against a plain PyTorch loop of the same training.
 
-    python scripts/benchmark.py                          # every section, about 20 min on the 2-core CPU
-    python scripts/benchmark.py --only fit               # (1) alone, about 8 min
+    python scripts/benchmark.py                          # every section, about 15 min on the 2-core CPU
+    python scripts/benchmark.py --only fit               # (1) alone, about 6 min
     python scripts/benchmark.py --quick                  # a smoke run of every section: a tiny GPT, few steps
 
 Sections (``--only``):
@@ -14,16 +14,18 @@ Sections (``--only``):
   gpu      gpt2_124m (bf16, compile, flash attention): tokens/s, MFU and fit/plain; CUDA only
 
 The fit side is the real CLI, run as a subprocess from the repo root under a pseudo-terminal (so its
-progress bar renders as a user sees it), with W&B replaced by a CSV logger from which SpeedMonitor's
-``perf/tokens_per_sec`` (one value per ``log_every_n_steps`` = 10 steps) is read back. The plain side
-runs in a fresh process too, on the network, data and hyperparameters that the same CLI builds, and
-trains bit for bit as the fit does (tests/test_benchmark.py); it is timed in the same 10-step windows
-over the same steps. Fit and plain alternate; each side's figure is its fastest window (see
-``compare``), medians are reported beside it. Figures go to ``--out`` (JSON) and a markdown table
-beside it (.md); nothing here asserts on timings.
+progress bar renders as a user sees it), with W&B replaced by a CSV logger. The plain side runs in
+that same process (``InterleavedPlainLoop``): a copy of the network, made before training, trained by
+a plain loop on the data and hyperparameters the CLI built, which trains bit for bit as the fit does
+(tests/test_benchmark.py). After the warm-up, every window of 10 fit steps is followed by 10 plain
+steps; each side is timed over whole windows. Adjacent windows see nearly the same machine, so the
+ratio, the median over pairs of adjacent windows, is steady on a machine whose speed drifts by 20%
+from one minute to the next, where separate runs are not. Figures go to
+``--out`` (JSON) and a markdown table beside it (.md); nothing here asserts on timings.
 """
 
 import argparse
+import copy
 import csv
 import glob
 import json
@@ -67,7 +69,7 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r")
 
 
 # -- the fit side: python -m platform fit in a subprocess -------------------------------------------
-def run_fit(config: str, overrides: list[str], max_steps: int, workdir: str, name: str) -> dict:
+def run_fit(config: str, overrides: list[str], max_steps: int, workdir: str, name: str, callbacks: tuple[dict, ...] = ()) -> dict:
     """One ``python -m platform fit``; returns the SpeedMonitor windows from its CSV log, its peak RSS
     and exit status. Validation is cut to 2 batches: it runs only outside the measured window
     (every ``val_check_interval`` = 200 steps, and at the end), so this only saves time."""
@@ -75,9 +77,11 @@ def run_fit(config: str, overrides: list[str], max_steps: int, workdir: str, nam
     logger = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": csv_dir, "name": "csv"}}
     cmd = [sys.executable, "-m", "platform", "fit", "--config", config, "--run.dir", os.path.join(workdir, "runs"), "--run.name", name,
            "--trainer.max_steps", str(max_steps), "--trainer.limit_val_batches", "2", "--trainer.logger", json.dumps(logger)]  # fmt: skip
+    callbacks = list(callbacks)
     if torch.cuda.is_available():  # the child's peak CUDA memory, written when training ends
-        peak = {"class_path": "scripts.benchmark.PeakCudaMemory", "init_args": {"path": os.path.join(csv_dir, "cuda.json")}}
-        cmd += ["--trainer.callbacks", json.dumps([peak])]
+        callbacks.append({"class_path": "scripts.benchmark.PeakCudaMemory", "init_args": {"path": os.path.join(csv_dir, "cuda.json")}})
+    if callbacks:
+        cmd += ["--trainer.callbacks", json.dumps(callbacks)]
     cmd += overrides
     env = {**os.environ, "WANDB_MODE": "disabled", "TORCHINDUCTOR_CACHE_DIR": os.path.join(ROOT, ".cache", "inductor")}
     os.makedirs(csv_dir, exist_ok=True)
@@ -143,6 +147,55 @@ class PeakCudaMemory(L.Callback):
             json.dump({"max_allocated_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None}, f)
 
 
+class InterleavedPlainLoop(L.Callback):
+    """Given to the fit: after ``warmup`` steps, each window of ``log_every_n_steps`` fit steps is
+    followed by a window of as many steps of the plain loop, in the same process, on a copy of the
+    network made before training (the same initial weights, data order and hyperparameters; the plain
+    side warms up, and compiles, before the first window). Writes each side's tokens/s per window to
+    ``path``. A fit window and the plain window after it run seconds apart on the same machine, so
+    their ratio is free of what other work on the machine does between separate runs."""
+
+    def __init__(self, path: str, warmup: int):
+        self.path, self.warmup, self.fit, self.plain = path, warmup, [], []
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.net = copy.deepcopy(pl_module.net)  # before configure_model compiles the task's own in place
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.step = plain_step(self.net, pl_module, trainer, trainer.datamodule)
+        self.sync = torch.cuda.synchronize if self.step.device.type == "cuda" else lambda: None
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        done = trainer.global_step - self.warmup
+        if done < 0:
+            return
+        if done == 0:  # the plain side's warm-up
+            for _ in range(self.warmup):
+                self.step()
+        else:
+            self.tokens += pl_module.tokens_in(batch)
+            if done % self.step.window:
+                return
+            self.sync()
+            self.fit.append(self.tokens / (time.perf_counter() - self.start))
+            self.plain.append(self._plain_window())
+        self.sync()
+        self.start, self.tokens = time.perf_counter(), 0
+
+    def _plain_window(self) -> float:
+        start, tokens = time.perf_counter(), 0
+        for _ in range(self.step.window):
+            tokens += self.step()
+        self.sync()
+        return tokens / (time.perf_counter() - start)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        peak = get_available_flops(self.step.device, self.step.dtype)  # None on CPUs
+        flops = self.step.net.flops_per_token(self.step.seq_len) if peak and hasattr(self.step.net, "flops_per_token") else None
+        with open(self.path, "w") as f:
+            json.dump({"fit": self.fit, "plain": self.plain, "mfu_per_token_per_sec": flops / peak if flops else None}, f)
+
+
 # -- the plain side: the same training without Lightning ---------------------------------------------
 def build(config: str, overrides: list[str]) -> PlatformCLI:
     """Model, datamodule and trainer settings exactly as ``python -m platform fit`` would build them
@@ -154,13 +207,12 @@ def build(config: str, overrides: list[str]) -> PlatformCLI:
         sys.argv = argv
 
 
-def plain_step(cli: PlatformCLI):
-    """A function that runs one plain training step and returns its tokens: the next batch of the
-    datamodule's train loader, forward, loss, backward, clipping, AdamW, schedule, zero_grad; each as
+def plain_step(net: torch.nn.Module, task: L.LightningModule, trainer: L.Trainer, data: L.LightningDataModule):
+    """A function that runs one plain training step of ``net`` and returns its tokens: the next batch of
+    the datamodule's train loader, forward, loss, backward, clipping, AdamW, schedule, zero_grad; each as
     the task does it (tasks.base.Task, tasks.CausalLM) and with what the trainer was configured with."""
-    task, trainer, data = cli.model, cli.trainer, cli.datamodule
     device, h = trainer.strategy.root_device, task.hparams
-    net = task.net.to(device).train()
+    net = net.to(device).train()
     if h.compile:
         net.compile()  # in place, as Task.configure_model does
     optimizer = adamw(net, h.lr, h.weight_decay, h.betas, fused=True)  # fused only takes effect on a GPU, as in Task
@@ -169,8 +221,6 @@ def plain_step(cli: PlatformCLI):
     if precision not in ("32-true", "bf16-mixed"):
         raise ValueError(f"plain loop: precision {precision} is not reproduced here")
     autocast = torch.autocast(device.type, torch.bfloat16) if precision == "bf16-mixed" else nullcontext()
-    data.prepare_data()
-    data.setup("fit")
     batches = forever(data.train_dataloader())
 
     def step() -> int:
@@ -204,7 +254,10 @@ def plain_loop(config: str, overrides: list[str], warmup: int, steps: int) -> di
     torch.set_float32_matmul_precision("high")  # as `python -m platform` sets them
     keep_freed_memory()
     quiet()
-    step = plain_step(build(config, overrides))
+    cli = build(config, overrides)
+    cli.datamodule.prepare_data()
+    cli.datamodule.setup("fit")
+    step = plain_step(cli.model.net, cli.model, cli.trainer, cli.datamodule)
     sync = torch.cuda.synchronize if step.device.type == "cuda" else lambda: None
     for _ in range(warmup):
         step()
@@ -240,38 +293,40 @@ def quiet() -> None:
 
 # -- sections ----------------------------------------------------------------------------------------
 def compare(config: str, overrides: list[str], args, workdir: str, label: str) -> dict:
-    """Alternate fit and plain ``args.repeats`` times over the same steps, timed in the same 10-step
-    windows. Each side's figure is its fastest window: others' work on a shared machine only ever
-    slows a window down (on 2 cores one busy neighbour makes our 2 threads several times slower), so
-    the fastest windows are the least disturbed. Medians are kept beside it; on a quiet machine they agree."""
+    """``args.repeats`` fits, each interleaving its windows with the plain loop's (InterleavedPlainLoop).
+    The ratio is the median over pairs of adjacent windows of fit/plain. Beside it, each side's fastest
+    window: others' work on a shared machine only ever slows a window down (on 2 cores, one busy
+    neighbour makes our 2 threads several times slower), so the fastest are the least disturbed."""
     max_steps = args.warmup + args.steps
     overrides = [*overrides, "--trainer.max_steps", str(max_steps)]
-    fits, plains = [], []
+    fits, fit_rates, plain_rates, mfu = [], [], [], None
     for i in range(args.repeats):
-        fit = run_fit(config, overrides, max_steps, workdir, f"{label}-{i}")
+        windows = os.path.join(workdir, f"{label}-{i}.json")
+        interleave = {"class_path": "scripts.benchmark.InterleavedPlainLoop", "init_args": {"path": windows, "warmup": args.warmup}}
+        fit = run_fit(config, overrides, max_steps, workdir, f"{label}-{i}", callbacks=(interleave,))
         if fit["rc"] != 0:
             return {"error": fit["error"], "log": fit["log"]}
-        fit["rates"] = measured(fit["windows"], args.warmup, args.steps)
-        fit["mfu"] = max(measured(fit["windows"], args.warmup, args.steps, "mfu"), default=None)
+        fit.update(json.load(open(windows)))
         fits.append(fit)
-        plains.append(fresh(plain_loop, config, overrides, args.warmup, args.steps))
-        fit_summary, plain_summary = summary(fit["rates"]), summary(plains[-1]["rates"])
-        print(f"  {label} {i + 1}/{args.repeats}, tokens/s (best/median window): fit {fit_summary}, plain {plain_summary}", flush=True)
-    fit_rates = [r for f in fits for r in f["rates"]]
-    plain_rates = [r for p in plains for r in p["rates"]]
+        fit_rates, plain_rates, mfu = fit_rates + fit["fit"], plain_rates + fit["plain"], fit["mfu_per_token_per_sec"]
+        print(
+            f"  {label} {i + 1}/{args.repeats}, tokens/s (best/median window): fit {summary(fit['fit'])}, plain {summary(fit['plain'])}",
+            flush=True,
+        )
+    paired = [f / p for f, p in zip(fit_rates, plain_rates)]
     return {
+        "ratio": statistics.median(paired),
+        "paired_ratios": paired,
         "fit_tokens_per_sec": max(fit_rates),
         "plain_tokens_per_sec": max(plain_rates),
-        "ratio": max(fit_rates) / max(plain_rates),
+        "fastest_ratio": max(fit_rates) / max(plain_rates),
         "fit_median": statistics.median(fit_rates),
         "plain_median": statistics.median(plain_rates),
-        "median_ratio": statistics.median(fit_rates) / statistics.median(plain_rates),
         "windows_per_side": len(fit_rates),
-        "fit_mfu": max((f["mfu"] for f in fits if f["mfu"]), default=None),
-        "plain_mfu": max((p["mfu"] for p in plains if p.get("mfu")), default=None),
+        "fit_mfu": mfu * max(fit_rates) if mfu else None,
+        "plain_mfu": mfu * max(plain_rates) if mfu else None,
         "time_to_first_step_s": [w["time_to_first_step"] for f in fits for w in f["windows"][:1] if "time_to_first_step" in w],
-        "fit_runs": [{k: f.get(k) for k in ("rates", "mfu", "peak_rss_mb", "cuda_max_allocated_mb", "wall_s", "windows")} for f in fits],
-        "plain_runs": plains,
+        "runs": [{k: f.get(k) for k in ("fit", "plain", "peak_rss_mb", "cuda_max_allocated_mb", "wall_s")} for f in fits],
     }
 
 
@@ -398,7 +453,10 @@ def pair_row(what: str, r: dict) -> list[str]:
     what = f"{what}: fit vs plain loop, tokens/s"
     if "skipped" in r or "error" in r:
         return [what, "n/a", "", "", "", r.get("skipped") or r["error"]]
-    note = f"medians {r['fit_median']:,.0f} vs {r['plain_median']:,.0f} (ratio {r['median_ratio']:.3f})"
+    paired = r["paired_ratios"]
+    quartiles = statistics.quantiles(paired, n=4) if len(paired) > 1 else paired * 3
+    note = f"median of {len(paired)} paired windows (quartiles {quartiles[0]:.3f}-{quartiles[2]:.3f}); fastest windows {r['fastest_ratio']:.3f}"
+    note += f"; medians {r['fit_median']:,.0f} vs {r['plain_median']:,.0f}"
     note += f"; time to first step {', '.join(f'{x:.1f}' for x in r['time_to_first_step_s'])} s"
     if r["fit_mfu"]:
         note += f"; MFU fit {r['fit_mfu']:.3f}, plain {r['plain_mfu'] or 0:.3f}"
@@ -413,10 +471,11 @@ def markdown(rows: list[list[str]], meta: dict, args) -> str:
     lines += [
         "",
         f"Fit vs plain: `python -m platform fit` (progress bar in a terminal, checkpointing, validation; CSV logger instead of W&B) against a "
-        f"plain loop of the same training in a fresh process; steps {args.warmup + 1}-{args.warmup + args.steps} of each run, "
-        f"{args.repeats} alternating runs per side, the fastest 10-step window of each side (medians in the notes). Excluded from the "
-        "window: start-up, sanity check, warm-up (and compilation), validation and checkpoints (every 200 steps, so none inside; the "
-        "final ones after it). fp32 on a CPU; on a GPU the CLI's default (bf16-mixed). Peak RSS: the whole fit process.",
+        "plain loop of the same training, run in the fit's own process on a copy of the network: after the warm-up, each 10-step window "
+        f"of the fit is followed by 10 plain steps. Steps {args.warmup + 1}-{args.warmup + args.steps} of {args.repeats} runs; the ratio is "
+        "the median of fit/plain over adjacent pairs of windows; the platform and reference columns are each side's fastest window. "
+        "Excluded from the windows: start-up, sanity check, warm-up (and compilation), validation and checkpoints (every 200 steps, so "
+        "none inside; the final ones after it). fp32 on a CPU; on a GPU the CLI's default (bf16-mixed). Peak RSS: the whole fit process.",
         f"{meta['cpu']}, {meta['cpu_count']} cores (torch threads {meta['torch_threads']}), {gpu}; torch {meta['torch']}, "
         f"lightning {meta['lightning']}, Python {meta['python']}; {meta['date']}; load average {meta['load_before'][0]:.2f} before, "
         f"{meta['load_after'][0]:.2f} after; `python scripts/benchmark.py {' '.join(meta['argv'])}`.",
@@ -426,7 +485,7 @@ def markdown(rows: list[list[str]], meta: dict, args) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=60, help="measured training steps per run (a multiple of log_every_n_steps, 10)")
+    parser.add_argument("--steps", type=int, default=100, help="measured training steps per run (a multiple of log_every_n_steps, 10)")
     parser.add_argument("--warmup", type=int, default=20, help="steps run before the measured window (compilation happens here)")
     parser.add_argument("--repeats", type=int, default=3, help="alternating fit/plain runs per comparison")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")

@@ -2,6 +2,7 @@
 does, and SpeedMonitor's windows are read back from a CSV log as the script expects."""
 
 import importlib.util
+import json
 import os
 
 import pytest
@@ -28,7 +29,10 @@ def test_plain_loop_trains_as_fit_does(bench, tmp_path, token_cache, monkeypatch
     args = ["--config", "configs/gpt_nano.yaml", "--data.init_args.cache_dir", token_cache, "--trainer.max_steps", "3"]
     quiet = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]
     fit = PlatformCLI(args=["fit", *args, "--run.dir", str(tmp_path), *quiet])
-    step = bench.plain_step(bench.build(args[1], args[2:]))
+    built = bench.build(args[1], args[2:])
+    built.datamodule.prepare_data()
+    built.datamodule.setup("fit")
+    step = bench.plain_step(built.model.net, built.model, built.trainer, built.datamodule)
     tokens = [step() for _ in range(3)]
     assert tokens == [8 * 64] * 3  # batch_size x block_size, as CausalLM.tokens_in counts
     fitted, plain = fit.model.net.state_dict(), step.net.state_dict()
@@ -36,6 +40,19 @@ def test_plain_loop_trains_as_fit_does(bench, tmp_path, token_cache, monkeypatch
 
     result = bench.plain_loop("configs/gpt_nano.yaml", args[2:], warmup=1, steps=5)  # one window: log_every_n_steps is 5
     assert len(result["rates"]) == 1 and result["rates"][0] > 0 and "mfu" not in result  # no known peak FLOP/s on a CPU
+
+
+def test_fit_and_plain_windows_alternate_in_the_fit_process(bench, cli, tmp_path):
+    """The benchmark's fit runs the plain loop between its own windows: after 5 warm-up steps, windows
+    of 5 steps (gpt_nano's log_every_n_steps) alternate, each side timed over whole windows."""
+    windows = tmp_path / "windows.json"
+    interleave = {"class_path": "scripts.benchmark.InterleavedPlainLoop", "init_args": {"path": str(windows), "warmup": 5}}
+    cli("fit", "--config", "configs/gpt_nano.yaml", "--trainer.max_steps", "15", "--trainer.logger", "false",
+        "--trainer.callbacks", json.dumps([interleave]))  # fmt: skip
+    measured = json.loads(windows.read_text())
+    assert len(measured["fit"]) == len(measured["plain"]) == 2  # steps 6-10 and 11-15, each followed by 5 plain steps
+    assert all(rate > 0 for rate in measured["fit"] + measured["plain"])
+    assert measured["mfu_per_token_per_sec"] is None  # no known peak FLOP/s on a CPU
 
 
 def test_speed_windows_are_read_from_the_csv_log(bench, tmp_path):
