@@ -164,6 +164,7 @@ class InterleavedPlainLoop(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.step = plain_step(self.net, pl_module, trainer, trainer.datamodule)
         self.sync = torch.cuda.synchronize if self.step.device.type == "cuda" else lambda: None
+        self.start, self.tokens = time.perf_counter(), 0  # with no warm-up, the first window starts here
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
         done = trainer.global_step - self.warmup
