@@ -1,5 +1,6 @@
 """What the device can run: the default precision, and strategies and precisions refused up front,
-with a line that says what to use instead, rather than a failure minutes into a run; and the CPU allocator settings training wants."""
+with a line that says what to use instead, rather than a failure minutes into a run; and the CPU
+allocator setting training wants."""
 
 import ctypes
 import sys
@@ -49,7 +50,7 @@ def keep_freed_memory() -> None:
 
     By default every tensor over its mmap threshold (at most 32 MiB: a gpt_small step's logits are
     more) is mapped on allocation and unmapped when freed, and the heap is trimmed as it shrinks:
-    about 1.5 million page faults in 35 gpt_small steps on a CPU, and 10-20% of the step time. With
+    about 1.5 million page faults in 35 gpt_small steps on a CPU, and 10-15% of the step time. With
     both thresholds at 1 GiB the same steps take 0.2 million, for the same peak memory (what
     jemalloc or tcmalloc would do). Nothing changes on other C libraries or on GPU memory."""
     if not sys.platform.startswith("linux"):

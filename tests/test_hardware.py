@@ -55,8 +55,7 @@ def test_bf16_on_a_gpu_without_it_is_refused_with_what_to_use_instead(cli, capsy
 
 
 KEEP_FREED = """
-import resource, sys, torch
-sys.path.insert(0, ".")
+import resource, torch
 from platform.hardware import keep_freed_memory
 
 def faults():  # page faults of steps 11-30 of steps that each allocate, fill and free a 64 MiB tensor
