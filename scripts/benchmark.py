@@ -45,8 +45,7 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)  # `platform` must be this repository's, imported before anything imports the stdlib's
-import platform  # noqa: E402,F401
+sys.path.insert(0, ROOT)  # scripts.benchmark's callbacks are named by class path in the fit subprocess
 
 import lightning as L  # noqa: E402
 import torch  # noqa: E402
@@ -55,9 +54,10 @@ from lightning.fabric.utilities.throughput import get_available_flops  # noqa: E
 
 from datamodules.corpora import read_documents, resolve_files  # noqa: E402
 from datamodules.tokenizers import load_tokenizer  # noqa: E402
-from platform.cli import PlatformCLI  # noqa: E402
-from platform.hardware import keep_freed_memory  # noqa: E402
-from tasks.optim import adamw, warmup_cosine  # noqa: E402
+from litlab.cli import PlatformCLI  # noqa: E402
+from litlab.hardware import keep_freed_memory  # noqa: E402
+from core.labels import IGNORE  # noqa: E402
+from tasks.optim import param_groups, scale_learning_rates  # noqa: E402
 
 SECTIONS = ("fit", "compile", "data", "memory", "gpu")
 TARGET = 0.95  # fit/plain tokens/s
@@ -174,7 +174,7 @@ class InterleavedPlainLoop(L.Callback):
             for _ in range(self.warmup):
                 self.step()
         else:
-            self.tokens += pl_module.tokens_in(batch)
+            self.tokens += batch.tokens
             if done % self.step.window:
                 return
             self.sync()
@@ -214,10 +214,10 @@ def plain_step(net: torch.nn.Module, task: L.LightningModule, trainer: L.Trainer
     the task does it (tasks.base.Task, tasks.CausalLM) and with what the trainer was configured with."""
     device, h = trainer.strategy.root_device, task.hparams
     net = net.to(device).train()
-    if h.compile:
+    if task.compile_enabled:
         net.compile()  # in place, as Task.configure_model does
-    optimizer = adamw(net, h.lr, h.weight_decay, h.betas, fused=True)  # fused only takes effect on a GPU, as in Task
-    schedule = warmup_cosine(optimizer, h.warmup_steps, trainer.max_steps, h.min_lr_ratio)
+    optimizer = scale_learning_rates(task.make_optimizer(param_groups(net)))  # the config's optimizer and groups, as in Task
+    schedule = task.make_schedule(optimizer, trainer.max_steps) if task.make_schedule else None
     precision = str(trainer.precision)
     if precision not in ("32-true", "bf16-mixed"):
         raise ValueError(f"plain loop: precision {precision} is not reproduced here")
@@ -225,16 +225,18 @@ def plain_step(net: torch.nn.Module, task: L.LightningModule, trainer: L.Trainer
     batches = forever(data.train_dataloader())
 
     def step() -> int:
-        batch = next(batches).to(device, non_blocking=True)
+        batch = next(batches)
+        inputs, targets = batch.input_ids.to(device, non_blocking=True), batch.targets.to(device, non_blocking=True)
         with autocast:
-            logits = net(batch[:, :-1])
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), batch[:, 1:].flatten(), ignore_index=-100)
+            logits = net(inputs)
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), trainer.gradient_clip_val)
         optimizer.step()
-        schedule.step()
+        if schedule is not None:
+            schedule.step()
         optimizer.zero_grad(set_to_none=True)
-        return batch[:, :-1].numel()
+        return batch.tokens
 
     # what MFU needs: the network's FLOPs per token at this context, and the device's peak at this precision
     step.net, step.device, step.seq_len = net, device, data.block_size
@@ -363,7 +365,7 @@ def section_data(args, results: dict) -> dict:
     for _ in range(3):  # best of 3, as above
         start, tokens = time.perf_counter(), 0
         for _ in range(batches):
-            tokens += next(loader)[:, :-1].numel()  # counted as SpeedMonitor counts (CausalLM.tokens_in)
+            tokens += next(loader).tokens  # counted as SpeedMonitor counts
         rates.append(tokens / (time.perf_counter() - start))
     out.update(loader_tokens_per_sec=max(rates), loader_batches_per_sec=max(rates) / tokens * batches)
     # what training consumes: the fit measured in this invocation, else a short plain loop

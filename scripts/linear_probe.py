@@ -4,7 +4,7 @@ on the validation split, identically for both.
 
     python scripts/linear_probe.py --config configs/simclr.yaml --ckpt runs/simclr/checkpoints/last.ckpt
 
-Run from the repo root (python -m platform's package must be importable as ``platform``)."""
+Run from the repo root (the configs are read from configs/)."""
 
 import argparse
 import os
@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from platform.cli import PlatformCLI  # noqa: E402
+from litlab.cli import PlatformCLI  # noqa: E402
 
 
 @torch.no_grad()

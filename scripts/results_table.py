@@ -20,9 +20,9 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)  # `platform` must be this repository's, not the standard library's
+sys.path.insert(0, ROOT)  # the tests' helpers and configs
 
-from platform.cli import PlatformCLI  # noqa: E402
+from litlab.cli import PlatformCLI  # noqa: E402
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 

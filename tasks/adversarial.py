@@ -4,12 +4,14 @@ import torch
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
+from core.batches import ImageBatch
+from core.data import DataInfo
 from tasks.base import Task
 from tasks.checkpoints import load_network
-from tasks.hparams import save_hyperparameters
 from tasks.images import image_grid, log_image
 from tasks.losses import GAN_LOSSES, discriminator_loss, generator_loss, gradient_penalty
 from tasks.nets import ConvEncoder
+from tasks.optim import param_groups, scale_learning_rates
 from tasks.rng import evaluating, seeded
 
 
@@ -32,17 +34,18 @@ class FrozenFeatures(nn.Module):
 class GAN(Task):
     """A generator maps noise to images; a critic (discriminator) scores images as real or generated.
 
-    Each training step updates the critic once and, every ``n_critic`` steps, the generator; the
-    gradients of each are clipped explicitly to ``clip_grad`` (norm). ``loss``: ``non_saturating``
+    Each training step (an ``ImageBatch``) updates the critic once and, every ``n_critic`` steps, the
+    generator; the gradients of each are clipped explicitly to ``clip_grad`` (norm). Each network gets
+    its own ``optimizer`` (the critic's rate times ``critic_lr_scale``) and ``schedule`` (stepped with it). ``loss``: ``non_saturating``
     (the original GAN's critic loss, -log D(G(z)) for the generator), ``hinge``, or ``wgan_gp``
     (Wasserstein loss with gradient penalty ``gp_weight``; use a critic without batch norm).
     ``trainer.max_steps`` counts optimizer steps of both networks.
 
     At every validation: ``val/fid``, the Fréchet distance between the features of the validation
     images and of as many generated ones, and a grid of samples. The features come from
-    ``fid_encoder_ckpt`` (the ``encoder`` of a reconstruction or contrastive run on the same data) or,
-    without one, from a fixed randomly initialized conv encoder; compare FIDs only under one extractor.
-    ``compile`` compiles both networks in place with ``torch.compile``.
+    ``fid_encoder_ckpt`` (the main network, an encoder, of a reconstruction or contrastive run on the
+    same data) or, without one, from a fixed randomly initialized conv encoder; compare FIDs only under
+    one extractor. ``**kwargs``: ``optimizer``, ``schedule``, ``compile`` (``tasks.base.Task``).
     """
 
     networks = ("generator", "discriminator")
@@ -56,33 +59,33 @@ class GAN(Task):
         n_critic: int = 1,
         gp_weight: float = 10.0,
         clip_grad: float = 10.0,
-        lr_g: float = 2e-4,
-        lr_d: float = 2e-4,
-        betas: tuple[float, float] = (0.5, 0.999),
+        critic_lr_scale: float = 1.0,
         fid_encoder_ckpt: str | None = None,
         n_images: int = 16,
-        compile: bool = False,
+        **kwargs,
     ):
-        super().__init__()
+        super().__init__(**kwargs)
         if loss not in GAN_LOSSES:
             raise ValueError(f"loss={loss!r}: expected one of {', '.join(GAN_LOSSES)}")
-        if latent_dim <= 0 or n_critic < 1 or min(lr_g, lr_d, clip_grad) <= 0:
-            raise ValueError(f"latent_dim={latent_dim}, n_critic={n_critic}, lr_g={lr_g}, lr_d={lr_d}, clip_grad={clip_grad}: expected all positive")
+        if latent_dim <= 0 or n_critic < 1 or min(clip_grad, critic_lr_scale) <= 0:
+            raise ValueError(f"latent_dim={latent_dim}, n_critic={n_critic}, clip_grad={clip_grad}, critic_lr_scale={critic_lr_scale}: expected all positive")
         if getattr(generator, "in_dim", latent_dim) != latent_dim:
             raise ValueError(f"generator in_dim={generator.in_dim} does not match latent_dim={latent_dim}: expected them equal")
-        save_hyperparameters(self)
         self.automatic_optimization = False
         self.generator, self.discriminator = generator, discriminator
         self.fid_encoder_ckpt = fid_encoder_ckpt
         self.fid: FrechetInceptionDistance | None = None  # built in setup, when the image shape is known
 
-    def setup(self, stage: str) -> None:
+    def use_data(self, info: DataInfo) -> None:
+        self.data = info
         if self.fid is not None:
             return
         if self.fid_encoder_ckpt:
-            encoder, _ = load_network(self.fid_encoder_ckpt, "encoder", what="fid_encoder_ckpt")
+            encoder = load_network(self.fid_encoder_ckpt, what="fid_encoder_ckpt")
         else:
-            channels, size, _ = self.trainer.datamodule.image_shape
+            if info.image_shape is None:
+                raise ValueError("GAN: the data declares no image_shape: expected images (datamodules.ImageDataModule)")
+            channels, size, _ = info.image_shape
             with seeded(0):  # the same random extractor in every run
                 encoder = ConvEncoder(channels, size, width=32, out_dim=64, norm=False)
         self.fid = FrechetInceptionDistance(feature=FrozenFeatures(encoder), normalize=True).to(self.device)
@@ -90,31 +93,34 @@ class GAN(Task):
     def noise(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.hparams.latent_dim, device=self.device)
 
-    def training_step(self, batch, batch_idx: int) -> None:
+    def training_step(self, batch: ImageBatch, batch_idx: int) -> None:
         h = self.hparams
-        real = batch[0]
+        real = batch.images
         opt_g, opt_d = self.optimizers()
+        schedule_g, schedule_d = self.lr_schedulers() or (None, None)  # schedule: null keeps the rates constant
 
         fake = self.generator(self.noise(len(real))).detach()
         d_loss = discriminator_loss(h.loss, self.discriminator(real), self.discriminator(fake))
         if h.loss == "wgan_gp":
             d_loss = d_loss + h.gp_weight * gradient_penalty(self.discriminator, real, fake)
-        self._step(opt_d, d_loss)
+        self._step(opt_d, d_loss, schedule_d)
         self.log("train/d_loss", d_loss, prog_bar=True)
 
         if (batch_idx + 1) % h.n_critic == 0:
             g_loss = generator_loss(h.loss, self.discriminator(self.generator(self.noise(len(real)))))
-            self._step(opt_g, g_loss)
+            self._step(opt_g, g_loss, schedule_g)
             self.log("train/g_loss", g_loss, prog_bar=True)
 
-    def _step(self, optimizer, loss: torch.Tensor) -> None:
+    def _step(self, optimizer, loss: torch.Tensor, schedule) -> None:
         optimizer.zero_grad()
         self.manual_backward(loss)
         self.clip_gradients(optimizer, gradient_clip_val=self.hparams.clip_grad, gradient_clip_algorithm="norm")
         optimizer.step()
+        if schedule is not None:
+            schedule.step()
 
-    def validation_step(self, batch, batch_idx: int) -> None:
-        real = batch[0]
+    def validation_step(self, batch: ImageBatch, batch_idx: int) -> None:
+        real = batch.images
         self.fid.update((real + 1) / 2, real=True)
         self.fid.update((self.sample(len(real), seed=batch_idx) + 1) / 2, real=False)
 
@@ -133,6 +139,12 @@ class GAN(Task):
             return generator(z)
 
     def configure_optimizers(self):
-        h = self.hparams
-        return (torch.optim.Adam(self.generator.parameters(), lr=h.lr_g, betas=h.betas),
-                torch.optim.Adam(self.discriminator.parameters(), lr=h.lr_d, betas=h.betas))  # fmt: skip
+        optimizers = [scale_learning_rates(self.make_optimizer(param_groups(network))) for network in (self.generator, self.discriminator)]
+        for group in optimizers[1].param_groups:
+            group["lr"] *= self.hparams.critic_lr_scale
+        if self.make_schedule is None:
+            return optimizers
+        # max_steps counts the steps of both networks: the critic steps once a batch, the generator every n_critic batches
+        n_critic = self.hparams.n_critic
+        batches = int(self.trainer.estimated_stepping_batches) * n_critic // (n_critic + 1)
+        return optimizers, [self.make_schedule(optimizers[0], max(1, batches // n_critic)), self.make_schedule(optimizers[1], batches)]

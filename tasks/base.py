@@ -1,5 +1,7 @@
-"""What the objectives share: AdamW with warmup and cosine decay, gradient clipping under bf16, and
-the preparation of their networks for scale: FSDP2 sharding and ``torch.compile``."""
+"""What the objectives share: the optimizer and schedule chosen in the config, the record a checkpoint
+keeps of its task, the data contract, and the preparation of networks for scale (FSDP2, compile)."""
+
+import inspect
 
 import lightning as L
 import torch
@@ -7,17 +9,61 @@ from torch import nn
 from torch.distributed.fsdp import FSDPModule, fully_shard
 from torchmetrics import Metric
 
-from tasks.optim import adamw, warmup_cosine
+from core.checkpoints import CHECKPOINT_FORMAT
+from core.compat import is_compiled, save_hyperparameters
+from core.data import DataInfo
+from tasks.optim import OptimizerCallable, ScheduleCallable, WarmupCosine, param_groups, scale_learning_rates
 
 
 class Task(L.LightningModule):
-    """Base of the objectives. Subclasses save ``lr``, ``weight_decay``, ``betas``, ``warmup_steps`` and
-    ``min_lr_ratio`` as hyperparameters (the schedule spans the whole run), and ``compile``, which
-    compiles the networks named in ``networks``."""
+    """Base of the objectives. A subclass
 
-    #: the attributes holding the task's main networks, which ``compile: true`` compiles; a nested task
-    #: (a distillation's student or teacher) compiles its own as its ``compile`` says
+    - names the attributes that hold its networks in ``networks``, its main network first: the one a
+      checkpoint offers to later runs (a backbone, an ``init_ckpt``, a teacher's network, an FID
+      encoder), and the ones ``compile`` compiles and FSDP2 shards block by block. A task in first
+      place (a distillation's student) lends its own main network;
+    - declares in ``from_data`` those of its arguments the data determines (``{argument: DataInfo
+      field}``), as networks do; the CLI fills them (see ``core.data``);
+    - checks the data in ``use_data(info)`` and keeps what it needs of it: called by the CLI before
+      training and by ``setup`` from the datamodule's ``info``;
+    - takes ``**kwargs`` and hands them to ``super().__init__``: the arguments below, written once.
+
+    Args:
+        optimizer: any ``torch.optim`` optimizer (or ``tasks.optim.Split``), given the task's parameter
+            groups: decay on matrices only, a learning-rate scale per group (``lr_scale``).
+        schedule: called with the optimizer and the run's number of optimizer steps; ``null`` keeps the
+            learning rate constant.
+        compile: compile the networks in place with ``torch.compile``; a resumed run takes it from its
+            own command line, so compiled and eager runs continue each other.
+    """
+
     networks: tuple[str, ...] = ()
+    from_data: dict[str, str] = {}
+
+    def __init__(self, optimizer: OptimizerCallable = torch.optim.AdamW, schedule: ScheduleCallable | None = WarmupCosine, compile: bool = False):
+        super().__init__()
+        save_hyperparameters(self, inspect.currentframe())  # this task's arguments and its subclass's: the checkpoint rebuilds it
+        self.make_optimizer, self.make_schedule, self.compile_enabled = optimizer, schedule, compile
+        self.data = DataInfo()
+
+    # -- the data ------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        self.use_data(self.trainer.datamodule.info)
+
+    def use_data(self, info: DataInfo) -> None:
+        """Refuse data the task cannot learn from, in one line; keep ``info`` (the tokenizer, the class names)."""
+        self.data = info
+
+    # -- the networks --------------------------------------------------------------------------
+    @property
+    def main_network(self) -> str:
+        """The dotted path of the main network: ``net``, or a distillation's ``student.net``."""
+        name = self.networks[0]
+        inner = self.get_submodule(name)
+        return f"{name}.{inner.main_network}" if isinstance(inner, Task) else name
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["platform"] = {"format": CHECKPOINT_FORMAT, "task": f"{type(self).__module__}.{type(self).__name__}", "main_network": self.main_network}
 
     def configure_model(self) -> None:
         """Lightning calls this on the target device before building the optimizers, at every stage
@@ -30,52 +76,50 @@ class Task(L.LightningModule):
 
     def compile_networks(self) -> None:
         for name in self.networks:
-            network = getattr(self, name)
+            network = self.get_submodule(name)
             if isinstance(network, Task):
-                network.compile_networks()
-            elif self.hparams.get("compile") and network._compiled_call_impl is None:
+                network.compile_networks()  # as its own ``compile`` says
+            elif self.compile_enabled and not is_compiled(network):
                 network.compile()
-                if hasattr(network, "features"):  # what a classifier calls on a text backbone, besides forward
+                if hasattr(network, "features"):  # what a classifier calls on a text network, besides forward
                     network.features = torch.compile(network.features)
 
+    # -- optimization --------------------------------------------------------------------------
     def configure_optimizers(self):
-        h = self.hparams
-        # fp16 loss scaling unscales inside a fused step, which Lightning's gradient clipping refuses
-        optimizer = adamw(self, h.lr, h.weight_decay, h.betas, fused=self.trainer.precision != "16-mixed", lr_scale=self.lr_scale())
-        schedule = warmup_cosine(optimizer, h.warmup_steps, self.trainer.estimated_stepping_batches, h.min_lr_ratio)
+        optimizer = scale_learning_rates(self.make_optimizer(param_groups(self, self.lr_scale())))
+        if self.make_schedule is None:
+            return optimizer
+        schedule = self.make_schedule(optimizer, int(self.trainer.estimated_stepping_batches))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def lr_scale(self):
-        """A function of a parameter's name that scales its learning rate; None: all at ``lr``."""
+        """A function of a parameter's name that scales its learning rate; None: all at the optimizer's."""
         return None
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["task"] = f"{type(self).__module__}.{type(self).__name__}"  # so that tasks.checkpoints.load_task can rebuild it
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         if gradient_clip_val and str(self.trainer.precision).startswith("bf16"):
-            # bf16 has no loss scale to undo, so clip directly (Lightning's AMP plugin refuses fused AdamW)
+            # bf16 has no loss scale to undo, so clip directly (Lightning's AMP plugin refuses fused optimizers)
             clip = nn.utils.clip_grad_value_ if gradient_clip_algorithm == "value" else nn.utils.clip_grad_norm_
             clip(self.parameters(), gradient_clip_val)
         else:
             super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
 
-def shard(module: nn.Module, mesh) -> None:
-    """FSDP2 over ``mesh``: each module with parameters under ``module`` (nested tasks looked into)
-    becomes a sharded unit, and so does every block of its ``nn.ModuleList``s (a transformer's layers),
-    so that one block's parameters are gathered at a time. The task itself stays unwrapped, which
-    keeps its class, and metrics stay whole."""
-    for child in module.children():
-        if isinstance(child, Task):
-            shard(child, mesh)
-        elif not isinstance(child, (FSDPModule, Metric)) and any(True for _ in child.parameters()):
-            for blocks in [m for m in child.modules() if isinstance(m, nn.ModuleList)]:
+def shard(task: Task, mesh) -> None:
+    """FSDP2 over ``mesh``: each of the task's ``networks`` (a nested task's own, looked into) becomes a
+    sharded unit, and so does every block of its ``nn.ModuleList``s (a transformer's layers), so that
+    one block's parameters are gathered at a time; its other modules with parameters (heads,
+    projections) become units of their own. The task itself stays unwrapped, which keeps its class,
+    and metrics stay whole."""
+    networks = [task.get_submodule(name) for name in task.networks]
+    for network in networks:
+        if isinstance(network, Task):
+            shard(network, mesh)
+        elif not isinstance(network, FSDPModule):
+            for blocks in [m for m in network.modules() if isinstance(m, nn.ModuleList)]:
                 for block in blocks:
                     fully_shard(block, mesh=mesh)
+            fully_shard(network, mesh=mesh)
+    for child in task.children():
+        if all(child is not n for n in networks) and not isinstance(child, (FSDPModule, Metric)) and any(True for _ in child.parameters()):
             fully_shard(child, mesh=mesh)
-
-
-def check_optimizer_args(lr: float, warmup_steps: int, min_lr_ratio: float) -> None:
-    if lr <= 0 or warmup_steps < 0 or not 0 <= min_lr_ratio <= 1:
-        raise ValueError(f"lr={lr}, warmup_steps={warmup_steps}, min_lr_ratio={min_lr_ratio}: expected lr > 0, warmup_steps >= 0, 0 <= min_lr_ratio <= 1")

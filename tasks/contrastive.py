@@ -3,13 +3,13 @@
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import default_collate
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from datamodules.labels import UNLABELED
-from tasks.base import Task, check_optimizer_args
-from tasks.hparams import save_hyperparameters
+from core.batches import ImageBatch, TokenBatch
+from core.data import DataInfo
+from core.labels import UNLABELED
+from tasks.base import Task
 from tasks.losses import nt_xent
 from tasks.rng import seeded
 
@@ -22,7 +22,8 @@ class Contrastive(Task):
     encoder's own dropout: the same input encoded twice (SimCSE). Under DDP the projections of all
     ranks are gathered, so every rank's samples are negatives for every other's.
 
-    With labelled data (``num_classes``, filled from the datamodule), two standard evaluations of the
+    Batches are ``ImageBatch``es or ``TokenBatch``es (whose targets are not used). With labelled data
+    (``num_classes``, the data's by ``from_data``), two standard evaluations of the
     encoder are logged at every validation: ``val/probe_acc``, a linear probe trained online on
     detached features (it cannot shape the encoder), and ``val/knn_acc``, a k-nearest-neighbour vote
     (cosine, over the training images' features) for each validation image.
@@ -34,10 +35,11 @@ class Contrastive(Task):
         augment: makes a view of a batch; None encodes the input twice with dropout on.
         num_classes: for the probe and kNN; None (no labels) turns them off.
         knn_k: neighbours that vote.
-        compile: compile the encoder in place with ``torch.compile``.
+        **kwargs: ``optimizer``, ``schedule``, ``compile`` (``tasks.base.Task``).
     """
 
     networks = ("encoder",)
+    from_data = {"num_classes": "num_classes"}
 
     def __init__(
         self,
@@ -47,18 +49,11 @@ class Contrastive(Task):
         augment: nn.Module | None = None,
         num_classes: int | None = None,
         knn_k: int = 20,
-        lr: float = 2e-3,
-        weight_decay: float = 1e-4,
-        betas: tuple[float, float] = (0.9, 0.999),
-        warmup_steps: int = 50,
-        min_lr_ratio: float = 0.1,
-        compile: bool = False,
+        **kwargs,
     ):
-        super().__init__()
+        super().__init__(**kwargs)
         if temperature <= 0 or projection_dim <= 0:
             raise ValueError(f"temperature={temperature}, projection_dim={projection_dim}: expected both > 0")
-        check_optimizer_args(lr, warmup_steps, min_lr_ratio)
-        save_hyperparameters(self)
         self.encoder, self.augment = encoder, augment
         width = encoder.out_dim
         self.projector = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, projection_dim))
@@ -67,18 +62,15 @@ class Contrastive(Task):
         self.val_probe_acc = MulticlassAccuracy(num_classes, average="micro", ignore_index=UNLABELED) if num_classes else None
         self.val_features: list[tuple[torch.Tensor, torch.Tensor]] = []
 
-    def setup(self, stage: str) -> None:
-        image_shape = getattr(self.trainer.datamodule, "image_shape", None)
-        if self.augment is not None and image_shape and hasattr(self.augment, "check_fits"):
-            self.augment.check_fits(image_shape)
+    def use_data(self, info: DataInfo) -> None:
+        if self.augment is not None and info.image_shape and hasattr(self.augment, "check_fits"):  # an augment may say what it fits
+            self.augment.check_fits(info.image_shape)
+        self.data = info
 
     @staticmethod
-    def split(batch) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(inputs, labels): images with labels (-1: none), or a window of tokens (the target token dropped)."""
-        if isinstance(batch, (list, tuple)):
-            x, y = batch
-            return x, y
-        return batch[:, :-1], None
+    def split(batch: ImageBatch | TokenBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(inputs, labels): images with their labels, or token ids without any."""
+        return (batch.images, batch.labels) if isinstance(batch, ImageBatch) else (batch.input_ids, None)
 
     def contrastive_loss(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """NT-Xent of two views of ``x``, and the features of the first view."""
@@ -95,14 +87,10 @@ class Contrastive(Task):
         self.log("train/loss", loss, prog_bar=True)
         if self.probe is not None and y is not None:
             # unlabelled images (-1) take no part; the mean is taken on the device: nothing waits on the host
-            probe_loss = F.cross_entropy(self.probe(h.detach()), y, ignore_index=UNLABELED, reduction="sum") / (y >= 0).sum().clamp(min=1)
+            probe_loss = F.cross_entropy(self.probe(h.detach()), y, ignore_index=UNLABELED, reduction="sum") / (y != UNLABELED).sum().clamp(min=1)
             self.log("train/probe_loss", probe_loss)
             loss = loss + probe_loss
         return loss
-
-    def tokens_in(self, batch) -> int:
-        x, _ = self.split(batch)
-        return x.numel() if x.dtype == torch.long else 0
 
     def validation_step(self, batch, batch_idx: int) -> None:
         x, y = self.split(batch)
@@ -135,13 +123,15 @@ class Contrastive(Task):
         train_set = loader.dataset
         bank, bank_labels = [], []
         for start in range(0, len(train_set), 256):  # no DataLoader: creating its iterator draws from the RNG
-            x, y = default_collate([train_set[i] for i in range(start, min(start + 256, len(train_set)))])
+            batch = loader.collate_fn([train_set[i] for i in range(start, min(start + 256, len(train_set)))])
+            x, y = self.split(batch)
             bank.append(F.normalize(self.encoder(x.to(self.device)), dim=1))
             bank_labels.append(y.to(self.device))
         bank, bank_labels = torch.cat(bank), torch.cat(bank_labels)
-        bank, bank_labels = bank[bank_labels >= 0], bank_labels[bank_labels >= 0]  # labelled images only vote
+        labeled = bank_labels != UNLABELED  # labelled images only vote
+        bank, bank_labels = bank[labeled], bank_labels[labeled]
         features, labels = (torch.cat(t) for t in zip(*self.val_features))
-        features, labels = features[labels >= 0], labels[labels >= 0]
+        features, labels = features[labels != UNLABELED], labels[labels != UNLABELED]
         neighbours = (features @ bank.T).topk(min(self.hparams.knn_k, len(bank)), dim=1).indices
         votes = F.one_hot(bank_labels[neighbours], self.hparams.num_classes).sum(dim=1)
         return (votes.argmax(dim=1) == labels).float().mean()

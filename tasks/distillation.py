@@ -3,40 +3,35 @@
 import torch
 from torch import nn
 
-from tasks.base import Task, check_optimizer_args
+from core.data import DataInfo
+from tasks.base import Task
 from tasks.checkpoints import load_task
-from tasks.hparams import save_hyperparameters
 from tasks.losses import distillation_loss
-
-
-def _vocab_size(task: nn.Module) -> int | None:
-    network = getattr(task, "net", None) or getattr(task, "backbone", None)
-    return getattr(network, "vocab_size", None)
-
-
-def _outputs(task: nn.Module) -> int | None:
-    return getattr(task, "num_classes", None) or _vocab_size(task)
 
 
 class Distillation(Task):
     """Trains ``student`` with ``alpha * T^2 * KL(teacher/T || student/T) + (1 - alpha) * CE``
-    (Hinton et al., 2015). Student and teacher are tasks of one kind: ``Classification`` (one
-    distribution per example; unlabelled examples, label -1, learn from the teacher alone) or
-    ``CausalLM`` (one per token, the same tokenizer for both).
+    (Hinton et al., 2015). Student and teacher are tasks of one kind with the same ``num_outputs``:
+    ``Classification`` (one distribution per example; unlabelled examples learn from the teacher
+    alone) or ``CausalLM`` (one per token, the same tokenizer for both).
 
     The student's own ``evaluate``/``val_metrics`` report validation, so its metrics are named as in
-    a plain run of its task, and ``tasks.checkpoints.load_task`` turns this run's checkpoint into
-    the student alone: a plain Classification or CausalLM.
+    a plain run of its task. The student is this task's main network (``networks``): its checkpoint
+    offers the student's network to later runs, and ``tasks.checkpoints.load_task`` turns it into the
+    student alone, a plain Classification or CausalLM.
 
     Args:
-        student: the task to train, e.g. ``tasks.Classification`` with a small backbone.
+        student: the task to train, e.g. ``tasks.Classification`` with a small backbone; its own
+            optimizer arguments are not used: this task's ``optimizer`` and ``schedule`` train it.
         teacher: a task of the same kind; or ``teacher_ckpt``, a checkpoint of this platform
             (rebuilt from its own hyperparameters). Frozen and in eval mode throughout.
         alpha: weight of the distillation term; 1 - alpha goes to the hard labels.
         temperature: softens both distributions; the KL is scaled by T^2 to keep its gradients' size.
+        **kwargs: ``optimizer``, ``schedule``, ``compile`` (``tasks.base.Task``; each of student and
+            teacher compiles as its own ``compile`` says).
     """
 
-    networks = ("student", "teacher")  # each compiles as its own ``compile`` says
+    networks = ("student", "teacher")
 
     def __init__(
         self,
@@ -45,17 +40,11 @@ class Distillation(Task):
         teacher_ckpt: str | None = None,
         alpha: float = 0.5,
         temperature: float = 2.0,
-        lr: float = 1e-3,
-        weight_decay: float = 0.01,
-        betas: tuple[float, float] = (0.9, 0.999),
-        warmup_steps: int = 20,
-        min_lr_ratio: float = 0.1,
+        **kwargs,
     ):
-        super().__init__()
+        super().__init__(**kwargs)
         if not 0 <= alpha <= 1 or temperature <= 0:
             raise ValueError(f"alpha={alpha}, temperature={temperature}: expected 0 <= alpha <= 1 and temperature > 0")
-        check_optimizer_args(lr, warmup_steps, min_lr_ratio)
-        save_hyperparameters(self)
         if teacher_ckpt:  # recorded as a config too, so that a resume rebuilds it without the file
             teacher = load_task(teacher_ckpt)
             self.hparams["teacher"] = {"class_path": f"{type(teacher).__module__}.{type(teacher).__name__}",
@@ -64,11 +53,8 @@ class Distillation(Task):
             raise ValueError("Distillation: no teacher; expected model.teacher_ckpt (a checkpoint) or model.teacher (a task config)")
         if type(teacher) is not type(student):
             raise ValueError(f"teacher is a {type(teacher).__name__} and student a {type(student).__name__}: expected tasks of one kind")
-        if _vocab_size(teacher) != _vocab_size(student) or _outputs(teacher) != _outputs(student):
-            raise ValueError(
-                f"teacher (vocab_size={_vocab_size(teacher)}, outputs={_outputs(teacher)}) and student (vocab_size={_vocab_size(student)}, "
-                f"outputs={_outputs(student)}) differ: expected one tokenizer and one set of outputs for both"
-            )
+        if teacher.num_outputs != student.num_outputs:
+            raise ValueError(f"teacher predicts {teacher.num_outputs} outputs and the student {student.num_outputs}: expected one set of outputs (classes or vocabulary) for both")
         self.student, self.teacher = student, teacher.requires_grad_(False).eval()
 
     def train(self, mode: bool = True):
@@ -76,9 +62,10 @@ class Distillation(Task):
         self.teacher.eval()  # no dropout in the teacher's targets
         return self
 
-    def setup(self, stage: str) -> None:
+    def use_data(self, info: DataInfo) -> None:
         for task in (self.student, self.teacher):
-            task.check_data(self.trainer.datamodule)
+            task.use_data(info)
+        self.data = info
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         logits, targets = self.student.logits_and_targets(batch)
@@ -93,6 +80,3 @@ class Distillation(Task):
 
     def on_validation_epoch_end(self) -> None:
         self.log_dict(self.student.val_metrics(), prog_bar=True)
-
-    def tokens_in(self, batch) -> int:
-        return self.student.tokens_in(batch)

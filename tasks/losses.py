@@ -3,6 +3,8 @@
 import torch
 import torch.nn.functional as F
 
+from core.labels import IGNORE, UNLABELED
+
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, exp(logvar)) || N(0, I)) per sample, in closed form: 0.5 * sum(mu^2 + var - 1 - log var)."""
@@ -53,14 +55,14 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, targets: tor
     """Knowledge distillation (Hinton et al., 2015): ``alpha * T^2 * KL(teacher_T || student_T) +
     (1 - alpha) * CE(student, targets)`` over rows of logits ``(N, classes)``.
 
-    Rows whose target is -100 take no part (padding, prompt tokens); rows whose target is -1 (no
-    label) get the KL term only, so a teacher can label data that has none. Returns the loss, the KL
+    Rows whose target is ``IGNORE`` take no part (padding, prompt tokens); rows whose target is
+    ``UNLABELED`` get the KL term only, so a teacher can label data that has none. Returns the loss, the KL
     and the cross-entropy; no host synchronization."""
-    kept = (targets != -100).float()
+    kept = (targets != IGNORE).float()
     log_p_student = F.log_softmax(student.float() / temperature, dim=-1)
     log_p_teacher = F.log_softmax(teacher.float() / temperature, dim=-1)
     kl_rows = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(-1)
     kl = (kl_rows * kept).sum() / kept.sum().clamp(min=1) * temperature**2
-    labels = targets.where(targets >= 0, -1)
-    ce = F.cross_entropy(student.float(), labels, ignore_index=-1, reduction="sum") / (labels >= 0).sum().clamp(min=1)
+    labels = targets.where(targets >= 0, UNLABELED)  # IGNORE and UNLABELED alike: no hard label
+    ce = F.cross_entropy(student.float(), labels, ignore_index=UNLABELED, reduction="sum") / (labels != UNLABELED).sum().clamp(min=1)
     return alpha * kl + (1 - alpha) * ce, kl, ce

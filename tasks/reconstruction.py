@@ -6,15 +6,15 @@ from torch import nn
 from torchmetrics import MeanMetric, MeanSquaredError
 from torchmetrics.image import PeakSignalNoiseRatio
 
-from tasks.base import Task, check_optimizer_args
-from tasks.hparams import save_hyperparameters
+from core.batches import ImageBatch
+from tasks.base import Task
 from tasks.images import image_grid, log_image
 from tasks.losses import gaussian_kl
 from tasks.rng import evaluating, seeded
 
 
 class Reconstruction(Task):
-    """Encode images to a latent of ``latent_dim``, decode them back.
+    """Encode images (``ImageBatch``) to a latent of ``latent_dim``, decode them back.
 
     The loss is the squared error summed over each image's pixels (in [-1, 1]), averaged over the
     batch; a VAE adds ``beta`` times the KL divergence of its posterior from N(0, I). Logs
@@ -29,7 +29,8 @@ class Reconstruction(Task):
         latent_dim: size of the latent code.
         variational: a VAE instead of a plain autoencoder.
         beta: weight of the KL term (beta-VAE); 1 is the ELBO.
-        compile: compile the encoder and decoder in place with ``torch.compile``.
+        n_images: how many validation images the logged grid shows.
+        **kwargs: ``optimizer``, ``schedule``, ``compile`` (``tasks.base.Task``).
     """
 
     networks = ("encoder", "decoder")
@@ -41,21 +42,14 @@ class Reconstruction(Task):
         latent_dim: int = 16,
         variational: bool = False,
         beta: float = 1.0,
-        lr: float = 2e-3,
-        weight_decay: float = 0.0,
-        betas: tuple[float, float] = (0.9, 0.999),
-        warmup_steps: int = 0,
-        min_lr_ratio: float = 0.1,
         n_images: int = 8,
-        compile: bool = False,
+        **kwargs,
     ):
-        super().__init__()
+        super().__init__(**kwargs)
         if latent_dim <= 0 or beta < 0:
             raise ValueError(f"latent_dim={latent_dim}, beta={beta}: expected latent_dim > 0 and beta >= 0")
         if getattr(decoder, "in_dim", latent_dim) != latent_dim:
             raise ValueError(f"decoder in_dim={decoder.in_dim} does not match latent_dim={latent_dim}: expected them equal")
-        check_optimizer_args(lr, warmup_steps, min_lr_ratio)
-        save_hyperparameters(self)
         self.encoder, self.decoder = encoder, decoder
         self.to_latent = nn.Linear(encoder.out_dim, latent_dim * (2 if variational else 1))
         self.val_loss, self.val_recon, self.val_kl = MeanMetric(), MeanMetric(), MeanMetric()
@@ -79,16 +73,16 @@ class Reconstruction(Task):
         kl = gaussian_kl(mu, logvar).mean() if logvar is not None else torch.zeros((), device=x.device)
         return recon, recon_loss, kl
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        _, recon_loss, kl = self.losses(batch[0], sample=True)
+    def training_step(self, batch: ImageBatch, batch_idx: int) -> torch.Tensor:
+        _, recon_loss, kl = self.losses(batch.images, sample=True)
         loss = recon_loss + self.hparams.beta * kl
         self.log("train/loss", loss, prog_bar=True)
         if self.hparams.variational:
             self.log_dict({"train/recon": recon_loss, "train/kl": kl})
         return loss
 
-    def validation_step(self, batch, batch_idx: int) -> None:
-        x = batch[0]
+    def validation_step(self, batch: ImageBatch, batch_idx: int) -> None:
+        x = batch.images
         recon, recon_loss, kl = self.losses(x, sample=False)
         n = len(x)
         self.val_loss.update(recon_loss + self.hparams.beta * kl, weight=n)

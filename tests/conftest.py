@@ -4,7 +4,7 @@ import sys
 import pytest
 import yaml
 
-from platform.cli import main
+from litlab.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

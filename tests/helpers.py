@@ -12,7 +12,7 @@ import sys
 import lightning as L
 import pytest
 
-from platform.cli import main
+from litlab.cli import main
 from tests.conftest import ROOT
 
 

@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-from platform.cli import PlatformCLI
+from litlab.cli import PlatformCLI
 from tests.conftest import ROOT
 
 

@@ -4,17 +4,20 @@ tokens, frozen probes, layer-wise decay, and a distilled student that loads as a
 import importlib.util
 import json
 import os
+from functools import partial
 
 import lightning as L
 import numpy as np
 import pytest
 import torch
 
+from core.batches import TextBatch
+from core.checkpoints import CHECKPOINT_FORMAT
 from datamodules import ImageDataModule, LabeledTextDataModule
-from datamodules.labels import split_by_class
+from datamodules.splits import split_by_class
 from tasks import Classification
 from tasks.checkpoints import load_task
-from tasks.nets import GPT, ConvEncoder, HuggingFace
+from tasks.nets import GPT, ConvEncoder, HuggingFace, MLPDecoder
 from tests.helpers import error_line, fit, fit_killed
 
 TINY_BERT = {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
@@ -59,7 +62,8 @@ def test_users_csv_and_jsonl_become_padded_batches(tmp_path):
                                  val_fraction=0.3, batch_size=8)  # fmt: skip
     assert data.classes == ["neg", "pos"] and data.labels.tolist().count(-1) == 1  # "meh" has no label
     data.setup("fit")
-    ids, mask, labels = next(iter(data.val_dataloader()))
+    batch = next(iter(data.val_dataloader()))
+    ids, mask, labels = batch.input_ids, batch.mask, batch.labels
     lengths = mask.sum(1)
     for row, length in enumerate(lengths.tolist()):
         text = bytes(ids[row, :length].tolist()).decode()
@@ -93,9 +97,12 @@ def test_backbone_ckpt_rebuilds_the_pretrained_network(gpt_ckpt, tmp_path):
     assert torch.equal(configured.wte.weight, saved["net.wte.weight"])
     with pytest.raises(ValueError, match=r"wte.weight has shape \(257, 32\) in the checkpoint and \(257, 48\) in the model"):
         Classification(backbone=GPT(vocab_size=257, block_size=64, n_layer=2, n_head=2, n_embd=48), backbone_ckpt=gpt_ckpt, num_classes=5)
-    gan = tmp_path / "gan.ckpt"
-    torch.save({"state_dict": {"generator.w": torch.zeros(1)}, "hyper_parameters": {"generator": {"class_path": "tasks.nets.MLPDecoder"}}}, gan)
-    with pytest.raises(ValueError, match="no 'backbone' or 'encoder' or 'net'.* network in it; it holds generator"):
+    gan = tmp_path / "gan.ckpt"  # a GAN's main network is its generator: no feature extractor
+    generator = {"class_path": "tasks.nets.MLPDecoder", "init_args": {"out_channels": 1, "image_size": 8, "in_dim": 4}}
+    state = {f"generator.{k}": v for k, v in MLPDecoder(1, 8, in_dim=4).state_dict().items()}
+    torch.save({"state_dict": state, "hyper_parameters": {"generator": generator},
+                "platform": {"format": CHECKPOINT_FORMAT, "task": "tasks.GAN", "main_network": "generator"}}, gan)  # fmt: skip
+    with pytest.raises(ValueError, match="backbone MLPDecoder: its feature width is unknown"):
         Classification(backbone_ckpt=str(gan), num_classes=5)
 
 
@@ -110,15 +117,15 @@ def test_pooling_reads_only_the_real_tokens(pooling):
         mask = torch.ones(2, 7, dtype=torch.bool)
         mask[1, 4:] = False
         ids[1, 4:] = 0
-        padded, _ = model.logits_and_targets((ids, mask, torch.zeros(2, dtype=torch.long)))
-        alone, _ = model.logits_and_targets((ids[1:, :4], mask[1:, :4], torch.zeros(1, dtype=torch.long)))
+        padded, _ = model.logits_and_targets(TextBatch(ids, mask, torch.zeros(2, dtype=torch.long)))
+        alone, _ = model.logits_and_targets(TextBatch(ids[1:, :4], mask[1:, :4], torch.zeros(1, dtype=torch.long)))
         torch.testing.assert_close(padded[1], alone[0], atol=1e-5, rtol=1e-5)
 
 
 def test_huggingface_backbone_loads_the_shipped_weights():
     from safetensors.torch import load_file
 
-    from datamodules.corpora import pretrained_dir
+    from core.assets import pretrained_dir
 
     model = HuggingFace("minilm")
     shipped = load_file(os.path.join(pretrained_dir("minilm"), "model.safetensors"))
@@ -130,7 +137,8 @@ def test_huggingface_backbone_loads_the_shipped_weights():
 
 def test_linear_probe_trains_the_head_alone():
     data = ImageDataModule("digits", labels_per_class=10, batch_size=20)
-    model = Classification(backbone=ConvEncoder(in_channels=1, image_size=8, width=8, out_dim=16), num_classes=10, mode="linear_probe", lr=1e-2)
+    model = Classification(backbone=ConvEncoder(in_channels=1, image_size=8, width=8, out_dim=16), num_classes=10, mode="linear_probe",
+                           optimizer=partial(torch.optim.AdamW, lr=1e-2))  # fmt: skip
     before = {k: v.clone() for k, v in model.state_dict().items()}
     trainer = L.Trainer(max_steps=5, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
     trainer.fit(model, datamodule=data)
@@ -175,7 +183,7 @@ def test_fine_tune_predict_and_distil_through_the_cli(cli, gpt_ckpt, capsys):
     "make_args, message",
     [
         (lambda c: from_gpt(c, "--data.init_args.tokenizer", "gpt2"), "data.tokenizer has 50257 tokens but the backbone embeds 257"),
-        (lambda c: from_gpt(c, "--model.init_args.num_classes", "3"), "model num_classes=3 does not match the data's 5 classes"),
+        (lambda c: from_gpt(c, "--model.init_args.num_classes", "3"), "model.init_args.num_classes=3 disagrees with the data's num_classes (5): expected 5"),
         (lambda c: from_gpt(c, "--model.init_args.backbone_ckpt", "nowhere.ckpt"), "backbone_ckpt nowhere.ckpt: no such file"),
         (lambda c: ["--config", "configs/distill_bbc_minilm.yaml", "--model.init_args.teacher_ckpt", c],
          "teacher is a CausalLM and student a Classification: expected tasks of one kind"),
@@ -189,13 +197,13 @@ def test_bad_input_names_both_sides(cli, gpt_ckpt, capsys, make_args, message):
     assert len(err) == 1 and message in err[0]
 
 
-def test_teacher_and_student_must_share_a_vocabulary(cli, gpt_ckpt, capsys):
-    runs = cli("fit", *from_gpt(gpt_ckpt))
-    teacher = os.path.join(runs, "classify_bbc_gpt", "checkpoints", "last.ckpt")
-    student = "{class_path: tasks.nets.GPT, init_args: {vocab_size: 300, n_layer: 1, n_head: 2, n_embd: 16, block_size: 64}}"
-    line = error_line(cli, capsys, "fit", "--config", "configs/distill_bbc_minilm.yaml", "--model.init_args.teacher_ckpt", teacher,
-                      "--data.init_args.tokenizer", gpt_ckpt, "--model.init_args.student.init_args.backbone", student, "--trainer.logger", "false")  # fmt: skip
-    assert "teacher (vocab_size=257, outputs=5) and student (vocab_size=300, outputs=5) differ" in line
+def test_teacher_and_student_must_predict_the_same_outputs(cli, gpt_ckpt, capsys):
+    """Token-level distillation compares distributions over the vocabulary: a student with another
+    number of outputs than its teacher is refused."""
+    line = error_line(cli, capsys, "fit", "--config", "configs/distill_gpt_small.yaml", "--model.init_args.teacher_ckpt", gpt_ckpt,
+                      "--data.init_args.corpus", "kjv", "--data.init_args.tokenizer", gpt_ckpt,
+                      "--model.init_args.student.init_args.net.init_args.vocab_size", "300", "--trainer.logger", "false")  # fmt: skip
+    assert "teacher predicts 257 outputs and the student 300: expected one set of outputs" in line
 
 
 def test_distillation_resumes_bit_identical(tmp_path, gpt_ckpt):
@@ -259,9 +267,12 @@ def test_a_resume_needs_no_file_but_its_checkpoint(cli, gpt_ckpt, tmp_path):
         assert torch.load(os.path.join(runs, name, "checkpoints", "last.ckpt"), weights_only=True)["global_step"] == 5
 
 
-def test_load_task_reads_checkpoints_from_before_the_task_was_recorded(gpt_ckpt, tmp_path):
+def test_checkpoints_from_before_the_contracts_are_refused_in_one_line(cli, capsys, gpt_ckpt, tmp_path):
     checkpoint = torch.load(gpt_ckpt, weights_only=True)
-    del checkpoint["task"]  # older checkpoints name their class only in LightningCLI's "_class_path"
+    del checkpoint["platform"]
+    checkpoint["task"] = "tasks.causal_lm.CausalLM"  # what checkpoints recorded before 2026-12-02
     torch.save(checkpoint, tmp_path / "old.ckpt")
-    task = load_task(str(tmp_path / "old.ckpt"))
-    assert type(task).__name__ == "CausalLM" and torch.equal(task.net.wte.weight, checkpoint["state_dict"]["net.wte.weight"])
+    with pytest.raises(ValueError, match="written before 2026-12-02 by an earlier version of this platform"):
+        load_task(str(tmp_path / "old.ckpt"))
+    line = error_line(cli, capsys, "fit", "--config", "configs/gpt_nano.yaml", "--ckpt_path", str(tmp_path / "old.ckpt"), "--trainer.logger", "false")
+    assert line.startswith(f"error: --ckpt_path {tmp_path / 'old.ckpt'}: written before 2026-12-02 by an earlier version of this platform")

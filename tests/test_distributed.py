@@ -11,9 +11,12 @@ import lightning as L
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import TensorDataset
+from torch.utils.data import TensorDataset, default_collate
 
-from datamodules.loaders import train_loader
+from core.batches import ImageBatch
+from core.data import DataInfo
+from core.labels import UNLABELED
+from datamodules.base import DataModule
 from tasks import Contrastive
 from tasks.checkpoints import read_checkpoint
 from tests.helpers import fit, fit_killed, launch
@@ -94,7 +97,7 @@ def test_fsdp2_shards_checkpoints_and_resumes(corpus, single_process, tmp_path):
     assert_close(final_weights(runs), weights)
 
 
-class _Vectors(L.LightningDataModule):
+class _Vectors(DataModule):
     """32 fixed vectors, unlabelled, through the datamodules' training loader: the processes' shares of
     a step are the single process's batch."""
 
@@ -102,8 +105,16 @@ class _Vectors(L.LightningDataModule):
         super().__init__()
         self.batch_size, self.x = batch_size, torch.randn(32, 16, generator=torch.Generator().manual_seed(0))
 
+    @property
+    def info(self) -> DataInfo:
+        return DataInfo()
+
+    def collate(self, examples) -> ImageBatch:  # vectors in place of images: the encoder is a Linear
+        x, y = default_collate(examples)
+        return ImageBatch(images=x, labels=y)
+
     def train_dataloader(self):
-        return train_loader(self, TensorDataset(self.x, torch.full((32,), -1)), self.batch_size)
+        return self.train_loader(TensorDataset(self.x, torch.full((32,), UNLABELED)))
 
 
 class _Encoder(nn.Linear):

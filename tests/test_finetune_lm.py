@@ -10,19 +10,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from datamodules.prompts import IGNORE, PromptResponseDataModule, bbc_headlines
+from core.batches import TokenBatch
+from core.checkpoints import CHECKPOINT_FORMAT
+from core.labels import IGNORE
+from datamodules.prompts import PromptResponseDataModule, bbc_headlines
 from tasks import CausalLM
 from tasks.nets import GPT
 from tests.helpers import error_line
 
 NET = "--model.init_args.net.init_args."
-TINY = [NET + "n_layer", "1", NET + "n_head", "2", NET + "n_embd", "32", NET + "block_size", "256"]  # for both sides
+TINY = [NET + "n_layer", "1", NET + "n_head", "2", NET + "n_embd", "32"]  # for both sides; block_size is the data's
 FEW = ["--trainer.max_steps", "3", "--trainer.limit_val_batches", "2", "--trainer.logger", "false"]
 
 
 def pretrain(cli) -> str:
     """A tiny GPT pretrained for 2 steps by configs/gpt_small.yaml (BPE of 1,000 tokens): its checkpoint."""
-    runs = cli("fit", "--config", "configs/gpt_small.yaml", *TINY, "--data.init_args.bpe_vocab_size", "1000", "--data.init_args.block_size", "64",
+    runs = cli("fit", "--config", "configs/gpt_small.yaml", *TINY, "--data.init_args.bpe_vocab_size", "1000", "--data.init_args.block_size", "256",
                "--data.init_args.batch_size", "4", *FEW, "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1")  # fmt: skip
     return os.path.join(runs, "gpt_small", "checkpoints", "last.ckpt")
 
@@ -69,21 +72,26 @@ def test_finetuning_starts_from_the_pretrained_weights_and_tokenizer(cli, capsys
 def test_init_ckpt_takes_a_net_or_a_students_net_and_names_mismatches(tmp_path):
     source = GPT(vocab_size=50, block_size=16, n_layer=1, n_head=2, n_embd=16)
     state = source.state_dict()
-    for prefix in ("net.", "student.net."):  # a distillation run saves its student as student.net
+    def record(main_network: str = "net") -> dict:
+        return {"format": CHECKPOINT_FORMAT, "task": "tasks.CausalLM", "main_network": main_network}
+
+    for prefix in ("net.", "student.net."):  # a distillation run's main network is its student's net
         path = tmp_path / f"{prefix}ckpt"
-        torch.save({"state_dict": {prefix + k: v for k, v in state.items()}, "global_step": 7}, path)
+        torch.save({"state_dict": {prefix + k: v for k, v in state.items()}, "global_step": 7, "platform": record(prefix[:-1])}, path)
         loaded = CausalLM(net=GPT(vocab_size=50, block_size=16, n_layer=1, n_head=2, n_embd=16), init_ckpt=str(path)).net.state_dict()
         assert all(torch.equal(loaded[k], state[k]) for k in state)
 
-    def refused(net: GPT, saved: dict) -> str:
-        torch.save({"state_dict": saved}, tmp_path / "bad.ckpt")
+    def refused(net: GPT, saved: dict, **extra) -> str:
+        torch.save({"state_dict": saved, "platform": record(), **extra}, tmp_path / "bad.ckpt")
         with pytest.raises(ValueError) as err:
             CausalLM(net=net, init_ckpt=str(tmp_path / "bad.ckpt"))
         assert "\n" not in str(err.value)
         return str(err.value)
 
     path = tmp_path / "bad.ckpt"
-    assert refused(source, {"encoder.w": torch.zeros(1), "val_loss.x": torch.zeros(1)}) == f"init_ckpt {path}: no network 'net' in it (found prefixes: encoder, val_loss)"
+    assert refused(source, {"encoder.w": torch.zeros(1)}).startswith(f"init_ckpt {path}: its net does not fit the model (in the model only: ['blocks.0.")
+    assert refused(source, {}, platform=None) == f"init_ckpt {path}: not a checkpoint of this platform (no record of its task): expected one written by `python -m platform fit`"
+    assert "written before 2026-12-02 by an earlier version of this platform" in refused(source, {}, platform=None, task="tasks.CausalLM")
     deeper = GPT(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=16)
     assert "in the model only: ['blocks.1.attn.proj.weight'," in refused(deeper, {f"net.{k}": v for k, v in state.items()})
     assert "in the checkpoint only: ['blocks.1." in refused(source, {f"net.{k}": v for k, v in deeper.state_dict().items()})
@@ -116,20 +124,22 @@ def test_the_loss_scores_response_tokens_only():
     task = CausalLM(net=FixedLogits(logits))
     scored = targets != IGNORE
     expected = F.cross_entropy(logits[scored], targets[scored])
-    assert torch.allclose(task.loss((tokens, targets)), expected)
-    assert torch.allclose(task.loss([tokens, targets]), expected)  # a collated list reads the same
+    batch = TokenBatch(input_ids=tokens[:, :-1], targets=targets)
+    assert torch.allclose(task.loss(batch), expected)
 
     task.net.logits = logits.clone()
     task.net.logits[0, 1] += 5 * torch.randn(10)  # a prompt position's prediction, and padding's
     task.net.logits[1, 5] += 5 * torch.randn(10)
-    assert torch.equal(task.loss((tokens, targets)), task.loss((tokens.roll(1, 0), targets)))  # nor do the input tokens matter here
-    assert torch.allclose(task.loss((tokens, targets)), expected)
+    rolled = TokenBatch(input_ids=tokens[:, :-1].roll(1, 0), targets=targets)
+    assert torch.equal(task.loss(batch), task.loss(rolled))  # nor do the input tokens matter here
+    assert torch.allclose(task.loss(batch), expected)
     task.net.logits[0, 2] += 5 * torch.randn(10)  # a response position's: the loss moves
-    assert not torch.allclose(task.loss((tokens, targets)), expected)
+    assert not torch.allclose(task.loss(batch), expected)
 
     task.net.logits = logits  # a plain window: every position is scored, as in pretraining
-    assert torch.allclose(task.loss(tokens), F.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten()))
-    assert task.tokens_in((tokens, targets)) == task.tokens_in(tokens) == 12
+    window = TokenBatch(input_ids=tokens[:, :-1], targets=tokens[:, 1:])
+    assert torch.allclose(task.loss(window), F.cross_entropy(logits.flatten(0, 1), tokens[:, 1:].flatten()))
+    assert batch.tokens == window.tokens == 12
 
 
 def test_validation_weighs_batches_by_their_scored_targets():
@@ -154,16 +164,17 @@ def test_targets_are_ignored_exactly_at_prompt_and_padding(tmp_path):
     path = write_jsonl(tmp_path / "pairs.jsonl", records)
     data = PromptResponseDataModule(path, prompt_field="q", response_field="a", tokenizer="bytes", block_size=16, batch_size=4, val_fraction=0.25)
     data.setup("fit")
-    assert data.model_args == {"vocab_size": 257} and data.stats["left_out"] == 0
+    assert (data.info.vocab_size, data.info.block_size) == (257, 16) and data.stats["left_out"] == 0
     assert len(data.train_set) == 9 and len(data.val_set) == 3
     seen, train = set(), data.train_dataloader()
     epochs = [train] * 4  # several shuffles, so that some batch has its longest row uncut
     for epoch, loader in enumerate([*epochs, data.val_dataloader()]):
         if loader is train:
             train.sampler.set_epoch(epoch)
-        for tokens, targets in loader:
-            assert tokens.dtype == targets.dtype == torch.int64 and targets.shape == (tokens.size(0), tokens.size(1) - 1)
-            for row, target in zip(tokens.tolist(), targets.tolist()):
+        for batch in loader:
+            assert batch.input_ids.dtype == batch.targets.dtype == torch.int64 and batch.targets.shape == batch.input_ids.shape
+            for ids, target in zip(batch.input_ids.tolist(), batch.targets.tolist()):
+                row = ids + [target[-1] if target[-1] != IGNORE else 256]  # the last token is only a target (256: end-of-text, also the pad)
                 n_prompt = next(i for i, t in enumerate(row) if t != ord("x"))
                 length = row.index(256) + 1 if 256 in row else 17  # up to the end-of-text (also the pad token), or cut at block_size + 1
                 assert target == [row[t + 1] if n_prompt <= t + 1 < length else IGNORE for t in range(len(row) - 1)]
@@ -206,7 +217,7 @@ def test_bbc_headlines_ship_with_a_package():
         ([{"prompt": "p" * 30, "response": "b"}] * 4, {}, "block_size=8: no train record leaves room for a response \\(the shortest prompt has 30 tokens\\): expected prompts shorter than block_size \\+ 1 = 9 tokens"),
         ([{"prompt": "a", "response": "b"}] * 4, {"block_size": 1}, "block_size=1, batch_size=2: expected block_size >= 2"),
         ([{"prompt": "a", "response": "b"}] * 4, {"batch_size": 4}, "data.batch_size=4 exceeds the 3 training examples: expected at most 3"),
-        ([{"prompt": "a", "response": "b"}] * 4, {"val_fraction": 1}, "val_fraction=1: expected a number between 0 and 1"),
+        ([{"prompt": "a", "response": "b"}] * 4, {"val_fraction": 1}, "val_fraction=1: expected a number in \\(0, 1\\)"),
         ([{"prompt": "a", "response": "b"}] * 4, {"tokenizer": "bpe"}, "tokenizer='bpe': a BPE trained here would not be the pretrained model's"),
         ([{"prompt": "a", "response": "b"}] * 4, {"files": "bbc_news"}, "files='bbc_news': no such file, nor a packaged source; expected bbc_headlines or JSONL paths/globs"),
         ([{"prompt": "a", "response": "b"}] * 4, {"files": "nowhere/*.jsonl"}, "'nowhere/\\*.jsonl': glob matches no file"),
@@ -215,7 +226,9 @@ def test_bbc_headlines_ship_with_a_package():
 def test_bad_input_names_the_value(tmp_path, records, kwargs, message):
     path = write_jsonl(tmp_path / "pairs.jsonl", records)
     with pytest.raises((ValueError, FileNotFoundError), match=message) as err:
-        PromptResponseDataModule(**{"files": path, "tokenizer": "bytes", "block_size": 8, "batch_size": 2, **kwargs}).setup("fit")
+        data = PromptResponseDataModule(**{"files": path, "tokenizer": "bytes", "block_size": 8, "batch_size": 2, **kwargs})
+        data.setup("fit")
+        data.train_dataloader()
     assert "\n" not in str(err.value)
 
 

@@ -7,8 +7,8 @@ import sys
 import pytest
 import torch
 
-from platform.cli import PlatformCLI
-from platform.hardware import default_precision
+from litlab.cli import PlatformCLI
+from litlab.hardware import default_precision
 from tests.conftest import ROOT
 from tests.helpers import error_line
 
@@ -56,7 +56,7 @@ def test_bf16_on_a_gpu_without_it_is_refused_with_what_to_use_instead(cli, capsy
 
 KEEP_FREED = """
 import resource, torch
-from platform.hardware import keep_freed_memory
+from litlab.hardware import keep_freed_memory
 
 def faults():  # page faults of steps 11-30 of steps that each allocate, fill and free a 64 MiB tensor
     for step in range(30):

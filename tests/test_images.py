@@ -21,8 +21,9 @@ def test_digits_split_deterministically_with_labels_in_minus_one_to_one():
     dm.setup()
     sizes = {k: len(v) for k, v in dm.splits.items()}
     assert sizes == {"val": 180, "test": 180, "train": 1437}
-    assert dm.model_args == {"in_channels": 1, "out_channels": 1, "image_size": 8, "num_classes": 10}
-    x, y = next(iter(dm.train_dataloader()))
+    assert dm.info.image_shape == (1, 8, 8) and dm.info.num_classes == 10
+    batch = next(iter(dm.train_dataloader()))
+    x, y = batch.images, batch.labels
     assert x.shape == (16, 1, 8, 8) and x.min() >= -1 and x.max() <= 1 and y.dtype == torch.int64
     again = ImageDataModule("digits")
     again.setup()
@@ -53,8 +54,10 @@ def test_bad_image_files_name_the_problem(tmp_path):
     (tmp_path / "bad.idx").write_bytes(b"\x00\x00\x0d\x01" + (4).to_bytes(4, "big") + b"abcd")
     with pytest.raises(ValueError, match="not an IDX file of unsigned bytes"):
         read_idx(str(tmp_path / "bad.idx"))
-    with pytest.raises(ValueError, match="batch_size=5000 exceeds the 1437 training images"):
-        ImageDataModule("digits", batch_size=5000).setup()
+    too_big = ImageDataModule("digits", batch_size=5000)
+    too_big.setup()
+    with pytest.raises(ValueError, match="batch_size=5000 exceeds the 1437 training examples"):
+        too_big.train_dataloader()
 
 
 @pytest.mark.parametrize("size", [8, 28, 32])

@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from platform.runs import new_run_dir, resolve_ckpt_path, run_dir_of
+from litlab.runs import new_run_dir, resolve_ckpt_path, run_dir_of
 
 
 def touch(path) -> str:

@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from datamodules import TextDataModule
 from datamodules.tokenizers import BPETokenizer
@@ -51,8 +52,9 @@ def test_windows_are_block_size_plus_one_and_shift_by_one(tmp_path, jsonl_corpus
     assert dm.train_set[0].tolist() == tokens[:9].tolist()
     assert dm.train_set[1].tolist() == tokens[8:17].tolist()
     assert len(dm.train_set) == (len(tokens) - 1) // 8
-    batch = next(iter(dm.train_dataloader()))
-    assert batch.shape == (2, 9)
+    batch = next(iter(dm.train_dataloader()))  # a TokenBatch: the windows, and the same shifted by one
+    assert batch.input_ids.shape == batch.targets.shape == (2, 8)
+    assert torch.equal(batch.input_ids[:, 1:], batch.targets[:, :-1])
 
 
 def test_second_prepare_reuses_the_cache(tmp_path, jsonl_corpus, monkeypatch):
@@ -74,7 +76,7 @@ def test_packaged_corpora_are_found_offline(tmp_path):
     dm.prepare_data()
     dm.setup("fit")
     assert dm.stats["documents"] == 2225 and dm.stats["val_documents"] == 222
-    assert 0 < dm.unigram_entropy() < np.log(257)
+    assert 0 < dm.reference_loss() < np.log(257)  # the unigram entropy of the val tokens
 
 
 def test_a_single_document_holds_out_its_tail(tmp_path):

@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from tasks.nets.pooling import pool
+
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool):
@@ -54,18 +56,21 @@ class GPT(nn.Module):
     """Decoder-only transformer. ``forward(idx)`` returns logits ``(B, T, vocab_size)``.
 
     Args:
-        vocab_size: size of the token vocabulary; ``None`` takes it from the datamodule.
-        block_size: the longest context the model accepts (position embeddings).
+        vocab_size: size of the token vocabulary; ``None`` takes the data's (``from_data``).
+        block_size: the longest context the model accepts (position embeddings); ``None`` takes the
+            data's, the length of its training sequences.
         n_layer, n_head, n_embd: depth, attention heads and width.
         dropout: on attention weights, residual branches and embeddings.
         bias: biases in Linear and LayerNorm layers (GPT-2 has them; without is a little faster).
         activation_checkpointing: for long contexts: recompute each block in backward, not store its activations (up to 1/3 more compute).
     """
 
+    from_data = {"vocab_size": "vocab_size", "block_size": "block_size"}
+
     def __init__(
         self,
         vocab_size: int | None = None,
-        block_size: int = 256,
+        block_size: int | None = None,
         n_layer: int = 6,
         n_head: int = 6,
         n_embd: int = 384,
@@ -74,8 +79,9 @@ class GPT(nn.Module):
         activation_checkpointing: bool = False,
     ):
         super().__init__()
-        if vocab_size is None or vocab_size <= 0:
-            raise ValueError(f"GPT vocab_size={vocab_size}: expected a positive int (set it, or let the datamodule provide it)")
+        for name, value in (("vocab_size", vocab_size), ("block_size", block_size)):
+            if value is None or value <= 0:
+                raise ValueError(f"GPT {name}={value}: expected a positive int (set it, or let the datamodule provide it)")
         if n_embd % n_head:
             raise ValueError(f"GPT n_embd={n_embd} is not divisible by n_head={n_head}")
         self.vocab_size, self.block_size, self.n_layer, self.n_embd = vocab_size, block_size, n_layer, n_embd
@@ -144,7 +150,7 @@ class GPTEncoder(GPT):
     encoder for contrastive learning (SimCSE) and classification. Same weights as GPT, so a CausalLM
     checkpoint seeds it."""
 
-    def __init__(self, vocab_size: int | None = None, block_size: int = 256, n_layer: int = 6, n_head: int = 6,
+    def __init__(self, vocab_size: int | None = None, block_size: int | None = None, n_layer: int = 6, n_head: int = 6,
                  n_embd: int = 384, dropout: float = 0.1, bias: bool = False, pooling: str = "mean",
                  activation_checkpointing: bool = False):  # fmt: skip
         super().__init__(vocab_size, block_size, n_layer, n_head, n_embd, dropout, bias, activation_checkpointing)
@@ -153,5 +159,4 @@ class GPTEncoder(GPT):
         self.pooling = pooling
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        h = self.features(idx)
-        return h.mean(dim=1) if self.pooling == "mean" else h[:, -1]
+        return pool(self.features(idx), None, self.pooling)

@@ -4,7 +4,8 @@ model (``minilm``), a local folder or the Hub, or a fresh one of the same family
 import torch
 from torch import nn
 
-from datamodules.corpora import pretrained_dir
+from core.assets import pretrained_dir
+from tasks.nets.pooling import pool
 
 
 class HuggingFace(nn.Module):
@@ -48,8 +49,4 @@ class HuggingFace(nn.Module):
         return self.model(input_ids=idx, attention_mask=mask).last_hidden_state
 
     def forward(self, idx: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.features(idx, mask)
-        if mask is None:
-            return h.mean(dim=1)
-        mask = mask.unsqueeze(-1).to(h.dtype)
-        return (h * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return pool(self.features(idx, mask), mask, "mean")

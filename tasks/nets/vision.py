@@ -1,6 +1,6 @@
 """Image encoders and decoders, MLP and convolutional. An encoder maps ``(B, C, H, W)`` to features
 ``(B, out_dim)``; a decoder maps ``(B, in_dim)`` back to ``(B, C, H, W)`` in [-1, 1]. Channels and
-image size left ``None`` are taken from the datamodule."""
+image size left ``None`` are the data's (``from_data``)."""
 
 import math
 
@@ -24,6 +24,8 @@ def _downsamplings(image_size: int) -> int:
 
 
 class MLPEncoder(nn.Module):
+    from_data = {"in_channels": "channels", "image_size": "image_size"}
+
     def __init__(self, in_channels: int | None = None, image_size: int | None = None, hidden: int = 256, out_dim: int = 64):
         super().__init__()
         n_in = _require("in_channels", in_channels) * _require("image_size", image_size) ** 2
@@ -35,6 +37,8 @@ class MLPEncoder(nn.Module):
 
 
 class MLPDecoder(nn.Module):
+    from_data = {"out_channels": "channels", "image_size": "image_size"}
+
     def __init__(self, out_channels: int | None = None, image_size: int | None = None, hidden: int = 256, in_dim: int = 16):
         super().__init__()
         self.shape = (_require("out_channels", out_channels), _require("image_size", image_size), image_size)
@@ -47,6 +51,8 @@ class MLPDecoder(nn.Module):
 
 class ConvEncoder(nn.Module):
     """DCGAN-style: 3x3 convolutions, stride 2 to a base of at most 7x7, then a linear layer."""
+
+    from_data = {"in_channels": "channels", "image_size": "image_size"}
 
     def __init__(self, in_channels: int | None = None, image_size: int | None = None, width: int = 32, out_dim: int = 64, norm: bool = True):
         super().__init__()
@@ -68,6 +74,8 @@ class ConvEncoder(nn.Module):
 
 class ConvDecoder(nn.Module):
     """The mirror of ConvEncoder: a linear layer to the base grid, then stride-2 transposed convolutions."""
+
+    from_data = {"out_channels": "channels", "image_size": "image_size"}
 
     def __init__(self, out_channels: int | None = None, image_size: int | None = None, width: int = 32, in_dim: int = 16):
         super().__init__()

@@ -2,8 +2,10 @@
 
 from datetime import timedelta
 
-from lightning.fabric.plugins.collectives.torch_collective import default_pg_timeout
 from lightning.pytorch.strategies import ModelParallelStrategy, StrategyRegistry
+from torch.distributed.constants import default_pg_timeout
+
+from core.compat import shard_over_every_process
 
 
 class FSDP2(ModelParallelStrategy):
@@ -22,7 +24,7 @@ class FSDP2(ModelParallelStrategy):
         super().__init__("auto", 1, save_distributed_checkpoint, process_group_backend, timeout)
 
     def setup_environment(self) -> None:
-        self._data_parallel_size = self.num_nodes * self.num_processes
+        shard_over_every_process(self)
         super().setup_environment()
 
 

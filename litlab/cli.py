@@ -1,8 +1,14 @@
-"""``python -m platform``: LightningCLI with the platform's defaults.
+"""``litlab`` (``python -m platform`` from the repo root): LightningCLI with the platform's defaults.
 
 What every run gets (on top of what its config says):
+- the defaults every config shares, ``litlab/defaults.yaml`` (seed, checkpointing cadence, clipping...),
+  which a config overrides;
+- the network and task arguments the data determines (``from_data``, see ``core.data``) filled from the
+  datamodule's ``info``, and refused in one line where the config contradicts the data; ``--print_config``
+  shows the filled config;
 - a run directory of its own, ``runs/<name>/`` (``<name>`` from ``run.name``, else the config file's
-  name); a fresh fit never reuses one, so nothing is overwritten;
+  name); a fresh fit never reuses one, so nothing is overwritten, and one that fails before its first
+  checkpoint leaves none behind;
 - a last checkpoint every ``run.checkpoint_every`` steps and at the end, in ``<run>/checkpoints/``;
 - precision bf16-mixed on GPUs that support it, fp32 on a CPU, unless the config says otherwise;
 - learning-rate logging, throughput (samples/s, tokens/s, MFU where known) and time to first step;
@@ -13,8 +19,8 @@ What every run gets (on top of what its config says):
 - ``predict`` writing what the task predicts to ``<run>/predictions.csv`` (never over an earlier file).
 """
 
+import importlib
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -22,20 +28,27 @@ from dataclasses import dataclass
 import lightning as L
 import torch
 import yaml
-from jsonargparse import dict_to_namespace
+from jsonargparse import Namespace, dict_to_namespace
 from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningCLI, instantiate_class
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from platform.callbacks import LastCheckpoint, PredictionWriter, RNGState, SpeedMonitor, ValidationReport, print_rank_zero
-from platform.hardware import check_device, default_precision, keep_freed_memory
-from platform.loggers import finish_wandb, wandb_logger, wandb_sync_hint
-from platform.runs import check_fits, new_run_dir, resolve_ckpt_path, run_dir_of
-from platform.strategies import FSDP2  # noqa: F401  registers --trainer.strategy fsdp2
-from tasks.checkpoints import read_checkpoint
+from core.checkpoints import check_fits, read_checkpoint
+from core.compat import deferred_print_config, subcommand_parser
+from core.data import DataInfo
+from datamodules.base import DataModule
+from litlab.callbacks import LastCheckpoint, PredictionWriter, RNGState, SpeedMonitor, ValidationReport, print_rank_zero
+from litlab.hardware import check_device, default_precision, keep_freed_memory
+from litlab.loggers import finish_wandb, wandb_logger, wandb_sync_hint
+from litlab.runs import new_run_dir, resolve_ckpt_path, run_dir_of
+from litlab.strategies import FSDP2  # noqa: F401  registers --trainer.strategy fsdp2
+from tasks.base import Task
 
 START_TIME = time.perf_counter()
+DEFAULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "defaults.yaml")
+SHARED_DEFAULTS = {"default_config_files": [DEFAULTS]}  # what every config overrides, for each subcommand's parser
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
 # model arguments that change how a network runs, not what it computes: a resumed run takes them from
 # its command line, not from the checkpoint (a compiled run resumes eagerly and the other way round)
 RUN_OPTIONS = ("compile", "activation_checkpointing")
@@ -61,6 +74,14 @@ class Run:
     peak_tflops: float | None = None
 
 
+def program_name() -> str:
+    """How the user ran the CLI, for its help: ``litlab``, ``python -m platform`` or ``python -m litlab``."""
+    path = sys.argv[0]
+    if os.path.basename(path) == "__main__.py":
+        return f"python -m {os.path.basename(os.path.dirname(path))}"
+    return os.path.basename(path) or "litlab"
+
+
 class PlatformCLI(LightningCLI):
     def __init__(self, args=None, run: bool = True):
         super().__init__(
@@ -69,8 +90,8 @@ class PlatformCLI(LightningCLI):
             subclass_mode_model=True,
             subclass_mode_data=True,
             save_config_callback=None,  # written into the run directory by before_fit
-            auto_configure_optimizers=False,  # each task configures its own
-            parser_kwargs={"prog": "python -m platform"},
+            auto_configure_optimizers=False,  # every task takes `optimizer` and `schedule` (tasks.base.Task)
+            parser_kwargs={"prog": program_name(), **({name: SHARED_DEFAULTS for name in SUBCOMMANDS} if run else SHARED_DEFAULTS)},
             args=args,
             run=run,
         )
@@ -79,67 +100,77 @@ class PlatformCLI(LightningCLI):
         parser.add_class_arguments(Run, "run")
         # Lightning would log the model's hparams flattened; before_fit logs the whole nested config once
         parser.set_defaults({"trainer.enable_autolog_hparams": False})
-        if any(action.dest == "weights_only" for action in parser._actions):  # never run code from a checkpoint
-            parser.set_defaults({"weights_only": True})
 
-    # -- names and directories -----------------------------------------------------------------
-    def _of_subcommand(self, namespace):
-        return namespace.get(str(self.subcommand), namespace)
-
+    # -- the config ------------------------------------------------------------------------------
     @property
-    def _config(self):
-        return self._of_subcommand(self.config)
+    def _config(self) -> Namespace:
+        """The config of the subcommand being run."""
+        return self.config.get(self.config.get("subcommand") or "", self.config)
 
     @property
     def run_name(self) -> str:
-        config = self.config.get(self.config.get("subcommand") or "", self.config)
+        config = self._config
         if config.run.name:
             return config.run.name
-        files = config.get("config") or []
+        files = [f for f in config.get("config") or [] if os.path.abspath(str(f)) != DEFAULTS]
         if files:
             return os.path.splitext(os.path.basename(str(files[0])))[0]
         return config.model.class_path.rsplit(".", 1)[-1].lower()
 
-    def _parse_ckpt_path(self) -> None:
-        """Resolve ``last`` and run directories to a file before Lightning reads its hyperparameters."""
-        subcommand = self.config.get("subcommand")
-        if subcommand and self.config[subcommand].get("ckpt_path"):
-            config = self.config[subcommand]
+    def parse_arguments(self, parser, args) -> None:
+        """Parse; hold back ``--print_config`` until the data has filled the config in; resolve
+        ``--ckpt_path last`` or a run directory to a file, before Lightning reads the model's config from
+        it (which LightningCLI then puts in place of the command line's)."""
+        with deferred_print_config(parser) as self.print_request:
+            super().parse_arguments(parser, args)
+        config, self.checkpoint, self.run_options = self._config, None, {}
+        if "weights_only" in config and config.weights_only is None:
+            config.weights_only = True  # a checkpoint's tensors only: no code from a file ever runs
+        if config.get("ckpt_path"):
             config.ckpt_path = resolve_ckpt_path(config.ckpt_path, config.run.dir, self.run_name)
             self.checkpoint = read_checkpoint(config.ckpt_path, what="--ckpt_path", tensors=False)
-            # Lightning sets the model config to the checkpoint's; how the networks run is this run's choice
-            given = {key: config.model[key] for key in config.model.keys() if key.rsplit(".", 1)[-1] in RUN_OPTIONS}
-            super()._parse_ckpt_path()
-            for key, value in given.items():
-                self.config[subcommand].model[key] = value
+            self.run_options = {key: config.model[key] for key in config.model.keys() if key.rsplit(".", 1)[-1] in RUN_OPTIONS}
 
-    # -- instantiation ---------------------------------------------------------------------------
-    def instantiate_classes(self) -> None:
-        """Instantiate the datamodule first and fill the network arguments it determines (such as
-        ``vocab_size``) wherever the model config leaves them ``None``; then everything else."""
+    def before_instantiate_classes(self) -> None:
+        """Before anything is built: the device checked, the datamodule built, and the model's arguments
+        that the data determines filled in from its ``info``."""
         config = self._config
-        check_device(config.trainer)  # before anything is built
-        if config.get("ckpt_path"):
-            _networks_from_checkpoint(config.model.init_args, self.checkpoint.get("hyper_parameters", {}))
+        check_device(config.trainer)
+        for key, value in self.run_options.items():  # how the networks run is this run's choice
+            config.model[key] = value
+        pretrained = set()  # networks rebuilt from the checkpoint: their sizes are the checkpoint's, not the data's
+        if self.checkpoint is not None:
+            pretrained = _networks_from_checkpoint(config.model.init_args, self.checkpoint.get("hyper_parameters", {}))
         self.datamodule = instantiate_class((), config.data.as_dict())
-        _fill_none(config.model, getattr(self.datamodule, "model_args", {}))
+        self.data_info = self.datamodule.info if isinstance(self.datamodule, DataModule) else DataInfo()
+        fill_from_data(config.model, self.data_info, skip=pretrained)
+        if self.print_request:
+            parser = self.print_request.pop("subparser")
+            sys.stdout.write(parser.dump(config, **self.print_request))
+            sys.exit(0)
+
+    def instantiate_classes(self) -> None:
+        """The model and the trainer; the datamodule is already built."""
         to_instantiate = self.config.clone()
-        self._of_subcommand(to_instantiate).data = None  # already built
+        to_instantiate.get(self.config.get("subcommand") or "", to_instantiate).data = None
         self.config_init = self.parser.instantiate_classes(to_instantiate)
-        self._of_subcommand(self.config_init).data = self.datamodule
-        self.model = self._of_subcommand(self.config_init).model
-        if config.get("ckpt_path"):
-            check_fits(self.model, self.checkpoint, config.ckpt_path)
+        self.config_init.get(self.config.get("subcommand") or "", self.config_init).data = self.datamodule
+        self.model = self.config_init.get(self.config.get("subcommand") or "", self.config_init).model
+        if isinstance(self.model, Task):
+            self.model.use_data(self.data_info)  # data that does not fit the model: refused before any run directory exists
+        if self.checkpoint is not None:
+            check_fits(self.model, self.checkpoint["state_dict"], f"--ckpt_path {self._config.ckpt_path}: does not fit the configured model")
         self.trainer = self.instantiate_trainer()
 
     def instantiate_trainer(self, **kwargs) -> L.Trainer:
         config = self._config
         ckpt_path = config.get("ckpt_path")
-        if self.subcommand == "fit" and not ckpt_path:
+        fresh = self.subcommand == "fit" and not ckpt_path
+        if fresh:
             self.run_dir = new_run_dir(config.run.dir, self.run_name)
         else:
             self.run_dir = (run_dir_of(ckpt_path) if ckpt_path else None) or os.path.join(config.run.dir, self.run_name)
-        trainer_init = self._of_subcommand(self.config_init).trainer
+        trainer_init = self.config_init.get(self.subcommand or "", self.config_init).trainer
         logger = trainer_init.get("logger")
         if logger is None or logger is True:  # not chosen by the config: W&B for fit, none otherwise
             logger = wandb_logger(self.run_dir, self.run_name, config.run.project, config) if self.subcommand == "fit" else False
@@ -147,16 +178,17 @@ class PlatformCLI(LightningCLI):
             kwargs["precision"] = default_precision(config.trainer.get("accelerator"))
         callbacks = trainer_init.get("callbacks") or []
         callbacks = [callbacks] if isinstance(callbacks, L.Callback) else list(callbacks)
-        callbacks += self.run_callbacks(config, has_logger=bool(logger), given=callbacks)
+        callbacks += self.run_callbacks(config, has_logger=bool(logger), given=callbacks, fresh=fresh)
         kwargs.update(callbacks=callbacks, logger=logger, default_root_dir=self.run_dir)
         return super().instantiate_trainer(**kwargs)
 
-    def run_callbacks(self, config, has_logger: bool, given: list[L.Callback]) -> list[L.Callback]:
+    def run_callbacks(self, config, has_logger: bool, given: list[L.Callback], fresh: bool) -> list[L.Callback]:
         if config.run.checkpoint_every < 1:
             raise ValueError(f"run.checkpoint_every={config.run.checkpoint_every}: expected a positive number of steps")
         if config.run.peak_tflops is not None and config.run.peak_tflops <= 0:
             raise ValueError(f"run.peak_tflops={config.run.peak_tflops}: expected the device's peak TFLOP/s, a positive number")
-        checkpoint = LastCheckpoint(os.path.join(self.run_dir, "checkpoints"), every_n_train_steps=config.run.checkpoint_every)
+        # a fresh run that fails before its first checkpoint removes its directory: the next fresh run keeps the name
+        checkpoint = LastCheckpoint(self.run_dir, config.run.checkpoint_every, remove_run_on_early_failure=fresh)
         learning_rate = [LearningRateMonitor(logging_interval="step")] if has_logger else []
         predictions = [PredictionWriter(self.run_dir)] if self.subcommand == "predict" else []
         # the bar reads the logged values, a device synchronization: once per logging interval, not every step
@@ -165,28 +197,17 @@ class PlatformCLI(LightningCLI):
         speed = SpeedMonitor(START_TIME, config.run.peak_tflops)
         return [checkpoint, *learning_rate, *predictions, *progress, RNGState(), speed, ValidationReport()]
 
-    def _run_subcommand(self, subcommand: str) -> None:
-        try:
-            super()._run_subcommand(subcommand)
-        except (ValueError, FileNotFoundError):
-            # bad input found once training began (data that does not fit the model): a fresh run that
-            # never saved a checkpoint leaves no directory behind to be mistaken for a run
-            fresh = subcommand == "fit" and not self._config.get("ckpt_path")
-            if fresh and self.trainer.is_global_zero and not os.path.isdir(os.path.join(self.run_dir, "checkpoints")):
-                finish_wandb(exit_code=2)
-                shutil.rmtree(self.run_dir, ignore_errors=True)
-            raise
-
     # -- fit -------------------------------------------------------------------------------------
     def before_fit(self) -> None:
+        parser = subcommand_parser(self, self.subcommand)
         if self.trainer.is_global_zero and not self._config.get("ckpt_path"):
             os.makedirs(self.run_dir, exist_ok=True)
-            self._parser(self.subcommand).save(self._config, os.path.join(self.run_dir, "config.yaml"), skip_none=False, overwrite=False)
+            parser.save(self._config, os.path.join(self.run_dir, "config.yaml"), skip_none=False, overwrite=False)
             if isinstance(self.trainer.logger, WandbLogger):
                 with open(os.path.join(self.run_dir, "wandb_id"), "w") as f:
                     f.write(f"{self.trainer.logger.version}\n")
         if self.trainer.logger:
-            self.trainer.logger.log_hyperparams(yaml.safe_load(self._parser(self.subcommand).dump(self._config, skip_none=False)))
+            self.trainer.logger.log_hyperparams(yaml.safe_load(parser.dump(self._config, skip_none=False)))
 
     def after_fit(self) -> None:
         trainer, model, datamodule = self.trainer, self.model, self.datamodule
@@ -205,40 +226,53 @@ class PlatformCLI(LightningCLI):
         val_loss = trainer.callback_metrics.get("val/loss")
         if val_loss is not None:
             lines.append(f"  final val/loss: {float(val_loss):.4f}")
-        if hasattr(datamodule, "unigram_entropy") and val_loss is not None:
-            entropy = datamodule.unigram_entropy()
-            lines.append(f"  unigram entropy of the val tokens: {entropy:.4f} (val/loss is {entropy - float(val_loss):.2f} nats below)")
-        if getattr(model, "sample", None):
-            lines.append(f"  sample: {model.sample!r}")
+        reference = datamodule.reference_loss() if isinstance(datamodule, DataModule) else None
+        if reference is not None and val_loss is not None:
+            gap = reference - float(val_loss)
+            lines.append(f"  unigram entropy of the val tokens: {reference:.4f} (val/loss is {abs(gap):.2f} nats {'below' if gap >= 0 else 'above'})")
+        sample = getattr(model, "sample", None)  # a language model's last sample
+        if isinstance(sample, str):
+            lines.append(f"  sample: {sample!r}")
         print_rank_zero("\n".join(lines))
 
 
-def _networks_from_checkpoint(init_args, saved: dict) -> None:
+def fill_from_data(config, info: DataInfo, where: str = "model", skip: set[str] = frozenset()) -> None:
+    """Fill the arguments that each class in ``config`` (the model's, nested networks and tasks too)
+    declares in ``from_data`` from ``info``, where the config leaves them ``None``; refuse, in one
+    line, an explicit value that the data contradicts. Nothing else is touched, nor the networks
+    named in ``skip``."""
+    if not isinstance(config, Namespace) or "class_path" not in config:
+        return
+    init_args = config.get("init_args") or Namespace()
+    module, _, name = config.class_path.rpartition(".")
+    for arg, field in getattr(getattr(importlib.import_module(module), name), "from_data", {}).items():
+        data, given = info.value(field), init_args.get(arg)
+        if data is None:
+            continue
+        if given is None:
+            init_args[arg] = data
+        elif not DataInfo.agrees(field, given, data):
+            raise ValueError(
+                f"{where}.init_args.{arg}={given} disagrees with the data's {field} ({data}): expected "
+                f"{'at least ' if field == 'vocab_size' else ''}{data}, or leave it unset to take the data's"
+            )
+    for key, value in vars(init_args).items():  # the networks (and tasks) inside
+        if key not in skip:
+            fill_from_data(value, info, f"{where}.init_args.{key}")
+
+
+def _networks_from_checkpoint(init_args, saved: dict) -> set[str]:
     """A resumed run rebuilds what ``*_ckpt`` arguments once loaded (``backbone_ckpt``, ``teacher_ckpt``,
     ``init_ckpt``) from the checkpoint being resumed, which holds their weights and, in its
-    hyperparameters, their configs: the files they came from may be gone."""
-    for key in [k for k in init_args.keys() if k.endswith("_ckpt") and init_args[k]]:
+    hyperparameters, their configs: the files they came from may be gone. Returns the networks rebuilt so."""
+    rebuilt = set()
+    for key in [k for k, v in vars(init_args).items() if k.endswith("_ckpt") and v]:
         network = key.removesuffix("_ckpt")
         if network in init_args and init_args[network] is None and isinstance(saved.get(network), dict):
             init_args[network] = dict_to_namespace(saved[network])
+        rebuilt.add(network)
         init_args[key] = None
-
-
-def _fill_none(config, values: dict) -> None:
-    """Set ``key`` to ``values[key]`` in every ``init_args`` under ``config`` where it is None."""
-    if not values or config is None:
-        return
-    if hasattr(config, "items"):
-        init_args = config.get("init_args") if "class_path" in config else None
-        if init_args is not None:
-            for key, value in values.items():
-                if key in init_args and init_args[key] is None:
-                    init_args[key] = value
-        for child in (config.values() if not hasattr(config, "__dict__") else vars(config).values()):
-            _fill_none(child, values)
-    elif isinstance(config, list):
-        for child in config:
-            _fill_none(child, values)
+    return rebuilt
 
 
 def main(args=None) -> None:

@@ -8,9 +8,7 @@ import glob
 import os
 import re
 
-import torch
-
-from tasks.checkpoints import is_sharded
+from core.checkpoints import is_sharded
 
 
 def run_dirs(runs_dir: str, name: str) -> list[str]:
@@ -70,14 +68,3 @@ def run_dir_of(ckpt_path: str) -> str | None:
     if os.path.basename(parent) == "checkpoints":
         return os.path.dirname(parent)
     return parent if os.path.basename(ckpt_path).startswith("hpc_ckpt_") else None
-
-
-def check_fits(model: torch.nn.Module, checkpoint: dict, path: str) -> None:
-    """Refuse a checkpoint whose tensors do not have the configured model's shapes."""
-    saved = checkpoint.get("state_dict", {})
-    for name, tensor in model.state_dict().items():
-        if name in saved and saved[name].shape != tensor.shape:
-            raise ValueError(
-                f"--ckpt_path {path} does not fit the configured model: {name} has shape {tuple(saved[name].shape)} "
-                f"in the checkpoint and {tuple(tensor.shape)} in the model"
-            )

@@ -1,13 +1,14 @@
-"""Splits of labelled data: a held-out evaluation set per class, and few labels to train with.
-
-Label conventions shared by the datamodules and tasks: ``-1`` marks an example without a label (it
-can still be an input, e.g. to a distillation teacher); ``-100`` marks a position not to predict.
-"""
+"""Splits of data: held-out shares, chosen by a seed; a held-out set per class, and few labels to train with."""
 
 import numpy as np
 
-UNLABELED = -1
-IGNORE = -100  # cross-entropy's ignore_index
+from core.labels import UNLABELED
+
+
+def check_fraction(name: str, value: float, upper_inclusive: bool = False) -> None:
+    """A share of the data: strictly between 0 and 1 (or up to 1 inclusive)."""
+    if not (0 < value <= 1 if upper_inclusive else 0 < value < 1):
+        raise ValueError(f"{name}={value}: expected a number in (0, {'1]' if upper_inclusive else '1)'}")
 
 
 def check_label_budget(labels_per_class: int | None, label_fraction: float | None) -> None:
@@ -15,8 +16,8 @@ def check_label_budget(labels_per_class: int | None, label_fraction: float | Non
         raise ValueError(f"labels_per_class={labels_per_class}, label_fraction={label_fraction}: expected one of them, not both")
     if labels_per_class is not None and labels_per_class < 1:
         raise ValueError(f"labels_per_class={labels_per_class}: expected a positive int")
-    if label_fraction is not None and not 0 < label_fraction <= 1:
-        raise ValueError(f"label_fraction={label_fraction}: expected a number in (0, 1]")
+    if label_fraction is not None:
+        check_fraction("label_fraction", label_fraction, upper_inclusive=True)
 
 
 def split_by_class(
@@ -27,17 +28,16 @@ def split_by_class(
 
     Stratified and seeded: the same ``seed`` always holds out the same examples, so runs that differ
     in their model or their number of labels are evaluated on the same set."""
-    if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction={val_fraction}: expected a number between 0 and 1")
+    check_fraction("val_fraction", val_fraction)
     rng = np.random.default_rng(seed)
     val, rest = [], []
-    for c in np.unique(labels[labels >= 0]):
+    for c in np.unique(labels[labels != UNLABELED]):
         idx = rng.permutation(np.flatnonzero(labels == c))
         n_val = max(1, round(len(idx) * val_fraction))
         val.append(idx[:n_val])
         rest.append(idx[n_val:])
     train, unlabeled = few_labels(labels, np.concatenate(rest), labels_per_class, label_fraction, seed)
-    return {"val": rng.permutation(np.concatenate(val)), "train": train, "unlabeled": np.concatenate([unlabeled, np.flatnonzero(labels < 0)])}
+    return {"val": rng.permutation(np.concatenate(val)), "train": train, "unlabeled": np.concatenate([unlabeled, np.flatnonzero(labels == UNLABELED)])}
 
 
 def few_labels(labels: np.ndarray, idx: np.ndarray, labels_per_class: int | None, label_fraction: float | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -47,7 +47,7 @@ def few_labels(labels: np.ndarray, idx: np.ndarray, labels_per_class: int | None
     check_label_budget(labels_per_class, label_fraction)
     rng = np.random.default_rng(seed)
     chosen, rest = [], []
-    for c in np.unique(labels[idx][labels[idx] >= 0]):
+    for c in np.unique(labels[idx][labels[idx] != UNLABELED]):
         members = rng.permutation(idx[labels[idx] == c])
         if labels_per_class is not None and labels_per_class > len(members):
             raise ValueError(f"labels_per_class={labels_per_class}: class {c} has only {len(members)} examples outside the held-out splits")

@@ -10,9 +10,11 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.fabric.utilities.throughput import get_available_flops
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.flop_counter import FlopCounterMode
+
+from litlab.loggers import finish_wandb
 
 
 class RNGState(L.Callback):
@@ -46,38 +48,51 @@ class RNGState(L.Callback):
         self._restore = None
 
 
-class LastCheckpoint(ModelCheckpoint):
-    """``last.ckpt`` every ``every_n_train_steps`` and at the end of training, also when the last step
-    is not a multiple of the interval (ModelCheckpoint alone would leave the final steps unsaved)."""
+class LastCheckpoint(Checkpoint):
+    """``<run>/checkpoints/last.ckpt`` every ``every_n_train_steps`` optimizer steps and at the end of
+    training, also when the last step is not a multiple of the interval. Each save is written aside and
+    moved into place by rank 0 once every process has written its part: a kill during a save leaves the
+    previous checkpoint whole, a sharded one (a directory) included. With ``remove_run_on_early_failure``
+    (a fresh run), a fit that fails before its first save removes the run directory, so that the next
+    fresh run keeps the name. Any ``ModelCheckpoint`` a config adds works beside it."""
 
-    def __init__(self, dirpath: str, every_n_train_steps: int):
-        super().__init__(dirpath=dirpath, every_n_train_steps=every_n_train_steps, save_top_k=0, save_last=True)
+    def __init__(self, run_dir: str, every_n_train_steps: int, remove_run_on_early_failure: bool = False):
+        self.run_dir, self.every_n_train_steps = run_dir, every_n_train_steps
+        self.path = os.path.join(run_dir, "checkpoints", "last.ckpt")
+        self.remove_run_on_early_failure, self.saved_step = remove_run_on_early_failure, None
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        if trainer.global_step % self.every_n_train_steps == 0:
+            self.save(trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.global_step != self._last_global_step_saved:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        self.save(trainer)
 
-    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
-        """Written aside, then moved into place by rank 0 once every process has written its part: a
-        kill during a save leaves the previous checkpoint whole, a sharded one (a directory) included."""
-        partial = f"{filepath}.partial"
-        super()._save_checkpoint(trainer, partial)
-        trainer.strategy.barrier()
+    def save(self, trainer: L.Trainer) -> None:
+        if trainer.global_step == self.saved_step or trainer.sanity_checking:
+            return
+        partial = f"{self.path}.partial"
+        trainer.save_checkpoint(partial, weights_only=False)  # the whole training state; every rank writes (its shard), then a barrier
         if trainer.is_global_zero:
             if os.path.isdir(partial):  # shards: a directory cannot replace another in one step
-                if os.path.exists(filepath):
-                    os.replace(filepath, f"{filepath}.old")
-                os.replace(partial, filepath)
-                shutil.rmtree(f"{filepath}.old", ignore_errors=True)
+                if os.path.exists(self.path):
+                    os.replace(self.path, f"{self.path}.old")
+                os.replace(partial, self.path)
+                shutil.rmtree(f"{self.path}.old", ignore_errors=True)
             else:
-                os.replace(partial, filepath)
+                os.replace(partial, self.path)
         trainer.strategy.barrier()
-        self._last_checkpoint_saved = filepath
+        self.saved_step = trainer.global_step
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if self.remove_run_on_early_failure and self.saved_step is None and trainer.is_global_zero and not os.path.exists(self.path):
+            finish_wandb(exit_code=1)
+            shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
 class SpeedMonitor(L.Callback):
-    """Logs, averaged over each logging interval: ``perf/samples_per_sec`` and, for tasks that count
-    their tokens (``tokens_in(batch)``), ``perf/tokens_per_sec``, both over all processes; ``perf/mfu``,
+    """Logs, averaged over each logging interval: ``perf/samples_per_sec`` and, for batches of tokens
+    (``core.batches``: ``batch.tokens``), ``perf/tokens_per_sec``, both over all processes; ``perf/mfu``,
     the model FLOP/s of a device over its peak; and ``perf/time_to_first_step`` since ``start_time``.
 
     The FLOPs are counted from the model, once, on the first batch: torch's FlopCounterMode adds up the
@@ -104,7 +119,7 @@ class SpeedMonitor(L.Callback):
             self._counter.__enter__()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
-        samples, tokens = _batch_size(batch), pl_module.tokens_in(batch) if hasattr(pl_module, "tokens_in") else 0
+        samples, tokens = batch.size, batch.tokens
         if self.time_to_first_step is None:  # compilation and warm-up: not part of any throughput window
             if self._counter is not None:
                 self._counter.__exit__(None, None, None)
@@ -170,13 +185,6 @@ class ValidationReport(L.Callback):
         self.step = trainer.global_step
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "train/"))}
         print_rank_zero(f"step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items())))
-
-
-def _batch_size(batch) -> int:
-    """Examples in a batch: a tensor's first dimension, or that of a tuple's first tensor."""
-    while isinstance(batch, (list, tuple, dict)):
-        batch = next(iter(batch.values())) if isinstance(batch, dict) else batch[0]
-    return len(batch)
 
 
 def _compute_dtype(trainer: L.Trainer) -> torch.dtype:

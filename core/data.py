@@ -1,0 +1,80 @@
+"""What a datamodule tells the model: one declared structure, ``DataInfo``.
+
+A network or task declares which of its arguments come from the data in a class attribute,
+``from_data = {argument: DataInfo field}``; the CLI fills each declared argument that a config leaves
+``None`` from the datamodule's ``info``, and refuses one given explicitly that the data contradicts.
+No other argument is ever touched, whatever its name.
+"""
+
+from dataclasses import dataclass, fields
+from typing import Protocol
+
+
+class Tokenizer(Protocol):
+    """What the tasks need of a tokenizer (``datamodules.tokenizers`` has the implementations)."""
+
+    vocab_size: int
+    eos_id: int | None
+    pad_id: int
+
+    def encode_batch(self, texts: list[str], max_length: int | None = None) -> list[list[int]]: ...
+
+    def decode(self, ids: list[int]) -> str: ...
+
+    def to_str(self) -> str:
+        """What a checkpoint stores, so that a later run tokenizes exactly as this one did."""
+        ...
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What the data determines about the model.
+
+    vocab_size: token ids are below this.
+    block_size: tokens per training sequence of a language model: the network's context.
+    classes: the class names, a label's index into them.
+    image_shape: ``(channels, height, width)``.
+    tokenizer: turns text into ids and back (None until a trained tokenizer exists).
+    """
+
+    vocab_size: int | None = None
+    block_size: int | None = None
+    classes: tuple[str, ...] = ()
+    image_shape: tuple[int, int, int] | None = None
+    tokenizer: Tokenizer | None = None
+
+    @property
+    def num_classes(self) -> int | None:
+        return len(self.classes) or None
+
+    @property
+    def channels(self) -> int | None:
+        return self.image_shape[0] if self.image_shape else None
+
+    @property
+    def image_size(self) -> int | None:
+        return self.image_shape[1] if self.image_shape else None
+
+    def value(self, field: str):
+        """A field or derived property by name, as ``from_data`` declarations name them."""
+        if field not in FILLABLE:
+            raise ValueError(f"from_data names {field!r}: expected one of {', '.join(FILLABLE)}")
+        return getattr(self, field)
+
+    @staticmethod
+    def agrees(field: str, given, data) -> bool:
+        """Whether an explicit network argument fits the data: a vocabulary may be larger than the data's
+        (embeddings padded to a multiple of 64 are faster), every other value must be the data's own."""
+        return given >= data if field == "vocab_size" else given == data
+
+
+FILLABLE = tuple(f.name for f in fields(DataInfo) if f.name not in ("classes", "image_shape", "tokenizer")) + (
+    "num_classes", "channels", "image_size",
+)  # fmt: skip
+
+
+class HasDataInfo(Protocol):
+    """A datamodule of this platform: ``datamodules.base.DataModule`` implements it."""
+
+    @property
+    def info(self) -> DataInfo: ...
