@@ -7,7 +7,7 @@ No other argument is ever touched, whatever its name.
 """
 
 from dataclasses import dataclass, fields
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class Tokenizer(Protocol):
@@ -73,6 +73,7 @@ FILLABLE = tuple(f.name for f in fields(DataInfo) if f.name not in ("classes", "
 )  # fmt: skip
 
 
+@runtime_checkable
 class HasDataInfo(Protocol):
     """A datamodule of this platform: ``datamodules.base.DataModule`` implements it."""
 

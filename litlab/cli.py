@@ -102,10 +102,13 @@ class PlatformCLI(LightningCLI):
         parser.set_defaults({"trainer.enable_autolog_hparams": False})
 
     # -- the config ------------------------------------------------------------------------------
+    def _of_subcommand(self, namespace: Namespace) -> Namespace:
+        """The part of a config (parsed, or instantiated) that belongs to the subcommand being run."""
+        return namespace.get(self.config.get("subcommand") or "", namespace)
+
     @property
     def _config(self) -> Namespace:
-        """The config of the subcommand being run."""
-        return self.config.get(self.config.get("subcommand") or "", self.config)
+        return self._of_subcommand(self.config)
 
     @property
     def run_name(self) -> str:
@@ -152,10 +155,10 @@ class PlatformCLI(LightningCLI):
     def instantiate_classes(self) -> None:
         """The model and the trainer; the datamodule is already built."""
         to_instantiate = self.config.clone()
-        to_instantiate.get(self.config.get("subcommand") or "", to_instantiate).data = None
+        self._of_subcommand(to_instantiate).data = None
         self.config_init = self.parser.instantiate_classes(to_instantiate)
-        self.config_init.get(self.config.get("subcommand") or "", self.config_init).data = self.datamodule
-        self.model = self.config_init.get(self.config.get("subcommand") or "", self.config_init).model
+        self._of_subcommand(self.config_init).data = self.datamodule
+        self.model = self._of_subcommand(self.config_init).model
         if isinstance(self.model, Task):
             self.model.use_data(self.data_info)  # data that does not fit the model: refused before any run directory exists
         if self.checkpoint is not None:
@@ -170,7 +173,7 @@ class PlatformCLI(LightningCLI):
             self.run_dir = new_run_dir(config.run.dir, self.run_name)
         else:
             self.run_dir = (run_dir_of(ckpt_path) if ckpt_path else None) or os.path.join(config.run.dir, self.run_name)
-        trainer_init = self.config_init.get(self.subcommand or "", self.config_init).trainer
+        trainer_init = self._of_subcommand(self.config_init).trainer
         logger = trainer_init.get("logger")
         if logger is None or logger is True:  # not chosen by the config: W&B for fit, none otherwise
             logger = wandb_logger(self.run_dir, self.run_name, config.run.project, config) if self.subcommand == "fit" else False
@@ -230,9 +233,8 @@ class PlatformCLI(LightningCLI):
         if reference is not None and val_loss is not None:
             gap = reference - float(val_loss)
             lines.append(f"  unigram entropy of the val tokens: {reference:.4f} (val/loss is {abs(gap):.2f} nats {'below' if gap >= 0 else 'above'})")
-        sample = getattr(model, "sample", None)  # a language model's last sample
-        if isinstance(sample, str):
-            lines.append(f"  sample: {sample!r}")
+        if isinstance(model, Task) and model.last_sample is not None:
+            lines.append(f"  sample: {model.last_sample!r}")
         print_rank_zero("\n".join(lines))
 
 

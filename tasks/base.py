@@ -2,6 +2,7 @@
 keeps of its task, the data contract, and the preparation of networks for scale (FSDP2, compile)."""
 
 import inspect
+from typing import Protocol
 
 import lightning as L
 import torch
@@ -11,7 +12,7 @@ from torchmetrics import Metric
 
 from core.checkpoints import CHECKPOINT_FORMAT
 from core.compat import is_compiled, save_hyperparameters
-from core.data import DataInfo
+from core.data import DataInfo, HasDataInfo
 from tasks.optim import OptimizerCallable, ScheduleCallable, WarmupCosine, param_groups, scale_learning_rates
 
 
@@ -39,6 +40,7 @@ class Task(L.LightningModule):
 
     networks: tuple[str, ...] = ()
     from_data: dict[str, str] = {}
+    last_sample: str | None = None  # what the task generated at its last validation (a language model's text), for the summary
 
     def __init__(self, optimizer: OptimizerCallable = torch.optim.AdamW, schedule: ScheduleCallable | None = WarmupCosine, compile: bool = False):
         super().__init__()
@@ -48,7 +50,10 @@ class Task(L.LightningModule):
 
     # -- the data ------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        self.use_data(self.trainer.datamodule.info)
+        datamodule = self.trainer.datamodule
+        if not isinstance(datamodule, HasDataInfo):
+            raise ValueError(f"{type(self).__name__}: the data {type(datamodule).__name__} declares no info: expected a datamodules.base.DataModule")
+        self.use_data(datamodule.info)
 
     def use_data(self, info: DataInfo) -> None:
         """Refuse data the task cannot learn from, in one line; keep ``info`` (the tokenizer, the class names)."""
@@ -103,6 +108,20 @@ class Task(L.LightningModule):
             clip(self.parameters(), gradient_clip_val)
         else:
             super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
+
+class Distillable(Protocol):
+    """What ``tasks.Distillation`` needs of its student and teacher (``Classification`` and ``CausalLM``
+    have it): predictions and targets of a batch, validation metrics the student reports as its own,
+    and the size of each prediction, which teacher and student must share."""
+
+    num_outputs: int
+
+    def logits_and_targets(self, batch) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def evaluate(self, logits: torch.Tensor, targets: torch.Tensor) -> None: ...
+
+    def val_metrics(self) -> dict[str, torch.Tensor]: ...
 
 
 def shard(task: Task, mesh) -> None:

@@ -47,7 +47,6 @@ class CausalLM(Task):
             checkpoint = read_checkpoint(init_ckpt, what="init_ckpt")
             load_state(self.net, checkpoint, record(checkpoint)["main_network"], f"init_ckpt {init_ckpt}")
         self.val_loss = MeanMetric()
-        self.sample: str | None = None
 
     @property
     def num_outputs(self) -> int:
@@ -92,9 +91,9 @@ class CausalLM(Task):
     def on_validation_epoch_end(self) -> None:
         self.log_dict(self.val_metrics(), prog_bar=True, sync_dist=False)
         if self.data.tokenizer is not None and self.hparams.sample_tokens > 0 and not self.trainer.sanity_checking:
-            self.sample = self.generate(self.hparams.sample_prompt, self.hparams.sample_tokens)
+            self.last_sample = self.generate(self.hparams.sample_prompt, self.hparams.sample_tokens)
             if hasattr(self.logger, "log_text"):
-                self.logger.log_text("samples", columns=["step", "text"], data=[[self.global_step, self.sample]])
+                self.logger.log_text("samples", columns=["step", "text"], data=[[self.global_step, self.last_sample]])
 
     @torch.no_grad()
     def generate(self, prompt: str, max_new_tokens: int, temperature: float | None = None, top_k: int | None = None, tokenizer=None, seed: int = 0) -> str:

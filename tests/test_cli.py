@@ -171,3 +171,26 @@ def test_bad_task_input_gets_one_line(cli, capsys, config, overrides, message):
 def test_the_last_step_is_saved_even_between_intervals(cli):
     runs = cli("fit", "--config", "configs/gpt_nano.yaml", "--trainer.max_steps", "7", "--run.checkpoint_every", "5", "--trainer.logger", "false")
     assert torch.load(os.path.join(runs, "gpt_nano", "checkpoints", "last.ckpt"), weights_only=True)["global_step"] == 7
+
+
+class Undeclared:
+    """An argument named like a DataInfo field, not declared in from_data: the data never touches it."""
+
+    def __init__(self, vocab_size: int | None = None, inner=None):
+        self.vocab_size, self.inner = vocab_size, inner
+
+
+def test_the_data_fills_declared_arguments_only():
+    from jsonargparse import dict_to_namespace
+
+    from core.data import DataInfo
+    from litlab.cli import fill_from_data
+
+    gpt = {"class_path": "tasks.nets.GPT", "init_args": {"vocab_size": None, "block_size": None}}
+    config = dict_to_namespace({"class_path": "tests.test_cli.Undeclared", "init_args": {"vocab_size": None, "inner": gpt}})
+    fill_from_data(config, DataInfo(vocab_size=257, block_size=64))
+    assert config.init_args.vocab_size is None  # same name, not declared
+    assert (config.init_args.inner.init_args.vocab_size, config.init_args.inner.init_args.block_size) == (257, 64)  # GPT declares both
+    config.init_args.inner.init_args.block_size = 128
+    with pytest.raises(ValueError, match=r"model.init_args.inner.init_args.block_size=128 disagrees with the data's block_size \(64\): expected 64"):
+        fill_from_data(config, DataInfo(vocab_size=257, block_size=64))
