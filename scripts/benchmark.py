@@ -212,7 +212,7 @@ def plain_step(net: torch.nn.Module, task: L.LightningModule, trainer: L.Trainer
     """A function that runs one plain training step of ``net`` and returns its tokens: the next batch of
     the datamodule's train loader, forward, loss, backward, clipping, AdamW, schedule, zero_grad; each as
     the task does it (tasks.base.Task, tasks.CausalLM) and with what the trainer was configured with."""
-    device, h = trainer.strategy.root_device, task.hparams
+    device = trainer.strategy.root_device
     net = net.to(device).train()
     if task.compile_enabled:
         net.compile()  # in place, as Task.configure_model does

@@ -5,6 +5,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -70,6 +71,19 @@ class StopAtStep(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
         trainer.should_stop = trainer.global_step >= self.step
+
+
+class CopyCheckpointAt(L.Callback):
+    """Copies the run's last.ckpt to ``path`` as it stands once ``step`` optimizer steps are saved: a
+    snapshot to resume from, taken without stopping the run."""
+
+    def __init__(self, step: int, path: str):
+        self.step, self.path = step, path
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        if trainer.global_step == self.step:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            shutil.copyfile(os.path.join(trainer.default_root_dir, "checkpoints", "last.ckpt"), self.path)
 
 
 def error_line(cli, capsys, *args) -> str:

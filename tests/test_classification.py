@@ -18,7 +18,7 @@ from datamodules.splits import split_by_class
 from tasks import Classification
 from tasks.checkpoints import load_task
 from tasks.nets import GPT, ConvEncoder, HuggingFace, MLPDecoder
-from tests.helpers import error_line, fit, fit_killed
+from tests.helpers import error_line, fit
 
 TINY_BERT = {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
 
@@ -204,31 +204,6 @@ def test_teacher_and_student_must_predict_the_same_outputs(cli, gpt_ckpt, capsys
                       "--data.init_args.corpus", "kjv", "--data.init_args.tokenizer", gpt_ckpt,
                       "--model.init_args.student.init_args.net.init_args.vocab_size", "300", "--trainer.logger", "false")  # fmt: skip
     assert "teacher predicts 257 outputs and the student 300: expected one set of outputs" in line
-
-
-def test_distillation_resumes_bit_identical(tmp_path, gpt_ckpt):
-    """Killed mid-epoch (SIGKILL, in a subprocess) and resumed, a distillation ends where the
-    uninterrupted run does."""
-    teacher = str(tmp_path / "teacher.ckpt")
-    fit(*from_gpt(gpt_ckpt, "--run.dir", str(tmp_path / "t")))
-    os.replace(tmp_path / "t" / "classify_bbc_gpt" / "checkpoints" / "last.ckpt", teacher)
-    student = "{class_path: tasks.nets.GPT, init_args: {n_layer: 1, n_head: 2, n_embd: 16, block_size: 64, dropout: 0.1}}"
-
-    def distill(runs: str) -> list[str]:
-        return ["--config", "configs/distill_bbc_minilm.yaml", "--model.init_args.teacher_ckpt", teacher, "--data.init_args.tokenizer", gpt_ckpt,
-                "--model.init_args.student.init_args.backbone", student, "--data.init_args.max_length", "32", "--data.init_args.labels_per_class", "4",
-                "--data.init_args.val_fraction", "0.96", "--data.init_args.batch_size", "8", "--trainer.max_steps", "12",
-                "--trainer.val_check_interval", "6", "--trainer.limit_val_batches", "1", "--run.checkpoint_every", "5",
-                "--run.dir", str(tmp_path / runs), "--trainer.logger", "false"]  # fmt: skip
-
-    fit(*distill("straight"))
-    fit_killed(*distill("resumed"), step=8)
-    fit(*distill("resumed"), "--ckpt_path", "last")
-    load = lambda runs: torch.load(tmp_path / runs / "distill_bbc_minilm" / "checkpoints" / "last.ckpt", weights_only=True)  # noqa: E731
-    straight, resumed = load("straight"), load("resumed")
-    assert resumed["global_step"] == straight["global_step"] == 12
-    for name, tensor in straight["state_dict"].items():
-        assert torch.equal(tensor, resumed["state_dict"][name]), name
 
 
 def test_token_level_distillation_of_a_gpt(cli, gpt_ckpt):

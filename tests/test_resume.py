@@ -1,5 +1,6 @@
 """A run killed with SIGKILL and resumed with --ckpt_path last ends bit-identical to one that was
-never interrupted: weights, optimizer, schedule, data position and RNG states all carry over."""
+never interrupted: weights, optimizer, schedule, data position and RNG states all carry over. (Every
+config, each task with its own randomness, resumes bit-identically in tests/test_cli.py.)"""
 
 import json
 import os
@@ -89,35 +90,6 @@ def test_killed_run_resumes_bit_identical(corpus, uninterrupted, tmp_path, check
     assert resume_from == (kill_at - 1) // checkpoint_every * checkpoint_every
     fit(*args, "--ckpt_path", "last")
     assert_identical(weights(runs), uninterrupted(workers))
-
-
-DIGITS = ["--data.init_args.source", "digits", "--data.init_args.batch_size", "32"]
-
-
-@pytest.mark.parametrize(
-    "config, kill_at, data",
-    [
-        ("vae", 13, DIGITS),  # Reconstruction, with random latents (the autoencoder has none)
-        ("simclr", 13, DIGITS),
-        ("gan", 14, DIGITS),  # a GAN batch is two optimizer steps
-        ("simcse", 13, ["--data.init_args.corpus", "kjv", "--data.init_args.tokenizer", "bytes", "--data.init_args.batch_size", "8"]),
-        ("classify_bbc_gpt", 13, ["--model.init_args.backbone_ckpt", "null", "--data.init_args.tokenizer", "bytes", "--data.init_args.max_length", "32",
-                                  "--data.init_args.labels_per_class", "10", "--data.init_args.batch_size", "8",
-                                  "--model.init_args.backbone.init_args.n_layer", "1", "--model.init_args.backbone.init_args.n_embd", "32"]),
-    ],
-)  # fmt: skip
-def test_other_tasks_resume_bit_identical(tmp_path, config, kill_at, data):
-    """Each objective, with its own randomness (VAE latents, SimCLR augmentations, SimCSE dropout,
-    GAN noise and manual optimization of two networks, a classifier's dropout over few labels),
-    resumes exactly."""
-    small = [*data, "--run.checkpoint_every", "5"]
-    if config == "simcse":
-        small += ["--data.init_args.cache_dir", str(tmp_path / "cache")]
-    straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
-    fit(*arguments(straight, config, *small))
-    fit_killed(*arguments(resumed, config, *small), step=kill_at)
-    fit(*arguments(resumed, config, *small), "--ckpt_path", "last")
-    assert_identical(weights(resumed, config), weights(straight, config))
 
 
 def test_an_interrupted_write_leaves_the_previous_checkpoint_whole(cli, monkeypatch):
