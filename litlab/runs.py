@@ -2,6 +2,9 @@
 
     runs/<name>/            config.yaml, wandb_id, checkpoints/last.ckpt, wandb/
     runs/<name>-2/          a second fresh run of the same name (the first is never overwritten)
+
+A run's name is one path component (``check_run_name``), so a run is always a directory directly
+inside ``run.dir``: never outside it, never nested where ``--ckpt_path last`` would not look.
 """
 
 import glob
@@ -10,9 +13,30 @@ import re
 
 from core.checkpoints import is_sharded
 
+RUN_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # ASCII only: a name that is the same directory on every file system
+
+
+def check_run_name(name: str) -> str:
+    """``name``, if it can name a run: one path component of ASCII letters, digits, ``-``, ``_`` and
+    ``.``, and neither ``.`` nor ``..``; else a one-line ValueError naming it. Checked before anything
+    is created, so a bad name (``../../x``, ``a/b``, an absolute path, a config file's name with a
+    space) never writes outside ``run.dir``."""
+    if not isinstance(name, str) or not RUN_NAME.fullmatch(name) or name in (".", ".."):
+        raise ValueError(
+            f"run.name={name!r}: expected one path component of letters, digits, '-', '_' and '.' (not '.' or '..'); "
+            "the name defaults to the config file's, set --run.name to choose another"
+        )
+    return name
+
+
+def run_dir(runs_dir: str, name: str) -> str:
+    """The directory of the run ``name``: ``runs/<name>``, once ``name`` is checked (``check_run_name``)."""
+    return os.path.join(runs_dir, check_run_name(name))
+
 
 def run_dirs(runs_dir: str, name: str) -> list[str]:
     """Existing runs of ``name``, oldest first: ``name``, ``name-2``, ``name-3``, ..."""
+    check_run_name(name)
     if not os.path.isdir(runs_dir):
         return []
     pattern = re.compile(rf"{re.escape(name)}(?:-(\d+))?")
@@ -22,9 +46,9 @@ def run_dirs(runs_dir: str, name: str) -> list[str]:
 
 def new_run_dir(runs_dir: str, name: str) -> str:
     """The directory for a fresh run: ``runs/<name>``, or the next free ``runs/<name>-N``."""
-    taken = run_dirs(runs_dir, name)
+    taken = run_dirs(runs_dir, name)  # checks the name
     if not taken:
-        return os.path.join(runs_dir, name)
+        return run_dir(runs_dir, name)
     last = os.path.basename(taken[-1])
     number = int(last.rsplit("-", 1)[1]) if last != name else 1
     return os.path.join(runs_dir, f"{name}-{number + 1}")
@@ -43,12 +67,15 @@ def newest_checkpoint(run_dir: str) -> str | None:
 
 
 def resolve_ckpt_path(ckpt_path: str, runs_dir: str, name: str) -> str:
-    """``last`` (the newest run of ``name`` that has a last checkpoint), a run directory, or a file."""
+    """``last`` (the newest run of ``name`` that has a last checkpoint), a run directory, or a file.
+    ``name`` is checked whatever ``ckpt_path`` is: the CLI falls back on ``runs/<name>`` for a file
+    outside any run directory."""
+    check_run_name(name)
     if ckpt_path == "last":
         candidates = [c for c in map(newest_checkpoint, run_dirs(runs_dir, name)) if c]
         if not candidates:
             raise FileNotFoundError(
-                f"--ckpt_path last: no checkpoint to resume, {last_checkpoint(os.path.join(runs_dir, name))} does not exist "
+                f"--ckpt_path last: no checkpoint to resume, {last_checkpoint(run_dir(runs_dir, name))} does not exist "
                 f"(runs of {name!r} are looked up in {runs_dir}/; set --run.name to pick another)"
             )
         return candidates[-1]

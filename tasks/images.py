@@ -1,5 +1,6 @@
 """Image grids for the loggers: inputs beside reconstructions, samples."""
 
+import numpy as np
 import torch
 
 
@@ -15,9 +16,20 @@ def image_grid(rows: list[torch.Tensor], pad: int = 1) -> torch.Tensor:
     return grid
 
 
+def to_uint8(image: torch.Tensor) -> torch.Tensor:
+    """A ``(C, H, W)`` image in [0, 1] -> ``(C, H, W)`` uint8 in [0, 255], rounded (NaN -> 0)."""
+    image = torch.nan_to_num(image.detach().float().cpu(), nan=0.0)
+    return image.clamp(0, 1).mul(255).round().to(torch.uint8)
+
+
 def log_image(logger, key: str, image: torch.Tensor, step: int) -> None:
-    """Log a ``(C, H, W)`` image in [0, 1] to W&B or TensorBoard; other loggers skip it."""
-    if hasattr(logger, "log_image"):  # WandbLogger
-        logger.log_image(key, images=[image.permute(1, 2, 0).numpy()], step=step)
-    elif hasattr(getattr(logger, "experiment", None), "add_image"):  # TensorBoardLogger
-        logger.experiment.add_image(key, image, step)
+    """Log a ``(C, H, W)`` image in [0, 1] to W&B or TensorBoard; other loggers skip it.
+
+    Both get uint8 pixels in [0, 255]: wandb.Image casts a float array to uint8 without scaling
+    (a [0, 1] image would come out black), and TensorBoard truncates floats * 255 instead of rounding."""
+    pixels = to_uint8(image)
+    if hasattr(logger, "log_image"):  # WandbLogger: an (H, W) array is grey (L), (H, W, 3) RGB, (H, W, 4) RGBA
+        hwc = pixels.permute(1, 2, 0).numpy()
+        logger.log_image(key, images=[np.ascontiguousarray(hwc[:, :, 0] if hwc.shape[2] == 1 else hwc)], step=step)
+    elif hasattr(getattr(logger, "experiment", None), "add_image"):  # TensorBoardLogger: (C, H, W) uint8
+        logger.experiment.add_image(key, pixels, step, dataformats="CHW")
