@@ -34,7 +34,7 @@ def test_plain_loop_trains_as_fit_does(bench, tmp_path, token_cache, monkeypatch
     built.datamodule.setup("fit")
     step = bench.plain_step(built.model.net, built.model, built.trainer, built.datamodule)
     tokens = [step() for _ in range(3)]
-    assert tokens == [8 * 64] * 3  # batch_size x block_size, as CausalLM.tokens_in counts
+    assert tokens == [8 * 64] * 3  # batch_size x block_size, as TokenBatch.tokens counts
     fitted, plain = fit.model.net.state_dict(), step.net.state_dict()
     assert all(torch.equal(fitted[k], plain[k]) for k in fitted)
 
