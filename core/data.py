@@ -6,7 +6,7 @@ A network or task declares which of its arguments come from the data in a class 
 No other argument is ever touched, whatever its name.
 """
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 
@@ -68,9 +68,7 @@ class DataInfo:
         return given >= data if field == "vocab_size" else given == data
 
 
-FILLABLE = tuple(f.name for f in fields(DataInfo) if f.name not in ("classes", "image_shape", "tokenizer")) + (
-    "num_classes", "channels", "image_size",
-)  # fmt: skip
+FILLABLE = ("vocab_size", "block_size", "num_classes", "channels", "image_size")  # the sizes a from_data declaration may name
 
 
 @runtime_checkable
