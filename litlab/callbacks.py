@@ -4,6 +4,7 @@ import csv
 import os
 import random
 import shutil
+import signal
 import time
 
 import lightning as L
@@ -15,6 +16,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.flop_counter import FlopCounterMode
 
 from litlab.loggers import finish_wandb
+from litlab.signals import STOP, Stopped
 
 
 class RNGState(L.Callback):
@@ -49,24 +51,44 @@ class RNGState(L.Callback):
 
 
 class LastCheckpoint(Checkpoint):
-    """``<run>/checkpoints/last.ckpt`` every ``every_n_train_steps`` optimizer steps and at the end of
-    training, also when the last step is not a multiple of the interval. Each save is written aside and
-    moved into place by rank 0 once every process has written its part: a kill during a save leaves the
-    previous checkpoint whole, a sharded one (a directory) included. With ``remove_run_on_early_failure``
-    (a fresh run), a fit that fails before its first save removes the run directory, so that the next
-    fresh run keeps the name. Any ``ModelCheckpoint`` a config adds works beside it."""
+    """``<run>/checkpoints/last.ckpt`` every ``every_n_train_steps`` optimizer steps, at the end of
+    training (also when the last step is not a multiple of the interval), and when SIGTERM or SIGINT stops
+    the fit (``litlab.signals``): once the step or validation batch under way is done, on every rank at
+    the same step, after which it raises ``Stopped``. Each save is written aside and moved into place by
+    rank 0 once every process has written its part: a kill during a save leaves the previous checkpoint
+    whole, a sharded one (a directory) included. With ``remove_run_on_early_failure`` (a fresh run), a fit
+    that fails before its first save removes the run directory, so that the next fresh run keeps the name.
+    Any ``ModelCheckpoint`` a config adds works beside it."""
 
     def __init__(self, run_dir: str, every_n_train_steps: int, remove_run_on_early_failure: bool = False):
         self.run_dir, self.every_n_train_steps = run_dir, every_n_train_steps
         self.path = os.path.join(run_dir, "checkpoints", "last.ckpt")
         self.remove_run_on_early_failure, self.saved_step = remove_run_on_early_failure, None
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        STOP.install()  # over the SIGTERM handler Lightning registered for this fit
+        STOP.deferred = True
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
-        if trainer.global_step % self.every_n_train_steps == 0:
+        stop = self._stop_requested(trainer)
+        if trainer.global_step % self.every_n_train_steps == 0 or stop:
             self.save(trainer)
+        if stop:
+            raise Stopped(STOP.signum or signal.SIGTERM, self.path, trainer.global_step)
+
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if STOP.deferred and not trainer.sanity_checking and self._stop_requested(trainer):
+            self.save(trainer)  # the weights of the step validated; resuming runs this validation again
+            raise Stopped(STOP.signum or signal.SIGTERM, self.path, trainer.global_step)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        STOP.deferred = False
         self.save(trainer)
+
+    def _stop_requested(self, trainer: L.Trainer) -> bool:
+        """Whether a signal reached any process: all stop at the same step (a save is collective)."""
+        requested = STOP.signum is not None
+        return trainer.strategy.reduce_boolean_decision(requested, all=False) if trainer.world_size > 1 else requested
 
     def save(self, trainer: L.Trainer) -> None:
         if trainer.global_step == self.saved_step or trainer.sanity_checking:
@@ -85,6 +107,7 @@ class LastCheckpoint(Checkpoint):
         self.saved_step = trainer.global_step
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        STOP.deferred = False
         if self.remove_run_on_early_failure and self.saved_step is None and trainer.is_global_zero and not os.path.exists(self.path):
             finish_wandb(exit_code=1)
             shutil.rmtree(self.run_dir, ignore_errors=True)

@@ -42,6 +42,7 @@ from litlab.callbacks import LastCheckpoint, PredictionWriter, RNGState, SpeedMo
 from litlab.hardware import check_device, default_precision, keep_freed_memory
 from litlab.loggers import finish_wandb, wandb_logger, wandb_sync_hint
 from litlab.runs import new_run_dir, resolve_ckpt_path, run_dir_of
+from litlab.signals import STOP, Stopped
 from litlab.strategies import FSDP2  # noqa: F401  registers --trainer.strategy fsdp2
 from tasks.base import Task
 
@@ -278,11 +279,22 @@ def _networks_from_checkpoint(init_args, saved: dict) -> set[str]:
 
 
 def main(args=None) -> None:
-    """Run the CLI; bad input ends with one line naming the problem and exit status 2."""
+    """Run the CLI; bad input ends with one line naming the problem and exit status 2, a stop by SIGTERM or
+    SIGINT with one line saying what was saved and exit status 143 or 130 (``litlab.signals``)."""
     torch.set_float32_matmul_precision("high")
     keep_freed_memory()
     try:
-        PlatformCLI(args=args)
+        with STOP.handling():
+            PlatformCLI(args=args)
+    except Stopped as stop:
+        finish_wandb(exit_code=stop.exit_code)
+        if stop.checkpoint is None:
+            print(f"stopped by {stop}: nothing was trained, nothing to save", file=sys.stderr, flush=True)
+        else:
+            run = run_dir_of(stop.checkpoint)
+            print(f"stopped by {stop} at step {stop.step}: saved {stop.checkpoint}; resume with the same command and --ckpt_path {run}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+        sys.exit(stop.exit_code)
     except (ValueError, FileNotFoundError, MisconfigurationException) as err:
         finish_wandb(exit_code=2)
         if os.environ.get("PLATFORM_DEBUG"):

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import lightning as L
 import pytest
@@ -61,6 +62,37 @@ class KillAtStep(L.Callback):
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         if trainer.global_step == self.step and self.during_save:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class SignalAt(L.Callback):
+    """Sends ``send`` (a signal's name: SIGTERM, SIGINT) to its own process, a real signal from the kernel, when
+    training reaches ``step``: ``during`` its training batch, the validation after it, its checkpoint's
+    save, or the sanity check before training; only in the process of ``rank``, where given. With ``marker``, writes that file instead at ``step`` and then slows every step by
+    ``step_seconds``, for a test that signals from outside (as a scheduler or a terminal would)."""
+
+    def __init__(self, step: int, send: str = "SIGTERM", during: str = "train", rank: int | None = None, marker: str | None = None,
+                 step_seconds: float = 0.0):  # fmt: skip
+        self.step, self.signum, self.during, self.rank = step, signal.Signals[send], during, rank
+        self.marker, self.step_seconds = marker, step_seconds
+
+    def _send(self, trainer: L.Trainer, during: str) -> None:
+        if trainer.global_step == self.step and during == self.during and self.rank in (None, trainer.global_rank):
+            if self.marker:
+                open(self.marker, "w").close()
+            else:
+                os.kill(os.getpid(), self.signum)
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        self._send(trainer, "train")
+        if self.marker and os.path.exists(self.marker):
+            time.sleep(self.step_seconds)
+
+    def on_validation_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if batch_idx == 0:
+            self._send(trainer, "sanity check" if trainer.sanity_checking else "validation")
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        self._send(trainer, "save")
 
 
 class StopAtStep(L.Callback):

@@ -72,9 +72,16 @@ def single_process(corpus, tmp_path_factory) -> tuple[float, dict]:
     return final_val_loss(stdout), final_weights(runs)
 
 
-def test_ddp_matches_one_process_with_the_same_global_batch(corpus, single_process, tmp_path):
+def test_ddp_matches_one_process_with_the_same_global_batch_also_when_stopped_by_a_signal(corpus, single_process, tmp_path):
+    """SIGTERM reaches the second process only, during step 4: both save step 4 together and exit 143,
+    and the resumed run ends where one process ends."""
     runs = str(tmp_path / "runs")
-    stdout = launch(*arguments(runs, corpus, 4, "--config", "configs/trainer/ddp.yaml", "--trainer.devices", "2"), env=ONE_THREAD)
+    args = arguments(runs, corpus, 4, "--config", "configs/trainer/ddp.yaml", "--trainer.devices", "2")
+    signal = json.dumps([{"class_path": "tests.helpers.SignalAt", "init_args": {"step": 3, "send": "SIGTERM", "rank": 1}}])
+    launch(*args, "--trainer.callbacks", signal, returncode=143, env=ONE_THREAD)
+    assert read_checkpoint(os.path.join(runs, "gpt_nano", "checkpoints", "last.ckpt"), tensors=False)["global_step"] == 4
+
+    stdout = launch(*args, "--ckpt_path", "last", env=ONE_THREAD)
     val_loss, weights = single_process
     assert final_val_loss(stdout) == pytest.approx(val_loss, abs=1e-4)
     assert_close(final_weights(runs), weights)

@@ -35,10 +35,11 @@ def records(path: str) -> list[pb.Record]:
 
 
 def read_run(run_dir: str) -> list[dict]:
-    """Every offline W&B segment in ``<run_dir>/wandb``: its run id, config and history rows."""
+    """Every offline W&B segment in ``<run_dir>/wandb``: its run id, config, history rows and exit code (None
+    when the run was never finished)."""
     segments = []
     for path in sorted(glob.glob(os.path.join(run_dir, "wandb", "offline-run-*", "run-*.wandb"))):
-        segment = {"path": path, "run_id": None, "config": {}, "history": []}
+        segment = {"path": path, "run_id": None, "config": {}, "history": [], "exit_code": None}
         for record in records(path):
             kind = record.WhichOneof("record_type")
             if kind == "run":
@@ -46,6 +47,8 @@ def read_run(run_dir: str) -> list[dict]:
                 segment["tags"], segment["group"] = list(record.run.tags), record.run.run_group
             elif kind == "config":
                 segment["config"].update({item.key: json.loads(item.value_json) for item in record.config.update})
+            elif kind == "exit":  # written when the run is finished (closed), with the process's exit status
+                segment["exit_code"] = record.exit.exit_code
             elif kind == "history":
                 segment["history"].append({item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item})
         segments.append(segment)
