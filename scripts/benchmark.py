@@ -223,6 +223,7 @@ def plain_step(net: torch.nn.Module, task: L.LightningModule, trainer: L.Trainer
         raise ValueError(f"plain loop: precision {precision} is not reproduced here")
     autocast = torch.autocast(device.type, torch.bfloat16) if precision == "bf16-mixed" else nullcontext()
     batches = forever(data.train_dataloader())
+    params = [p for group in optimizer.param_groups for p in group["params"]]  # in the optimizer's order, as Lightning clips: the norm's sum is order-sensitive
 
     def step() -> int:
         batch = next(batches)
@@ -231,7 +232,7 @@ def plain_step(net: torch.nn.Module, task: L.LightningModule, trainer: L.Trainer
             logits = net(inputs)
             loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), trainer.gradient_clip_val)
+        torch.nn.utils.clip_grad_norm_(params, trainer.gradient_clip_val)
         optimizer.step()
         if schedule is not None:
             schedule.step()
