@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import lightning as L
 import torch
 import yaml
-from jsonargparse import Namespace, dict_to_namespace
+from jsonargparse import ArgumentError, Namespace, dict_to_namespace
 from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningCLI, instantiate_class
 from lightning.pytorch.loggers import WandbLogger
@@ -39,6 +39,7 @@ from core.compat import deferred_print_config, subcommand_parser
 from core.data import DataInfo
 from datamodules.base import DataModule
 from litlab.callbacks import LastCheckpoint, PredictionWriter, RNGState, SpeedMonitor, ValidationReport, print_rank_zero
+from litlab.errors import check_config_files, one_line
 from litlab.hardware import check_device, default_precision, keep_freed_memory
 from litlab.loggers import finish_wandb, wandb_logger, wandb_sync_hint
 from litlab.runs import new_run_dir, resolve_ckpt_path, run_dir_of
@@ -92,7 +93,7 @@ class PlatformCLI(LightningCLI):
             subclass_mode_data=True,
             save_config_callback=None,  # written into the run directory by before_fit
             auto_configure_optimizers=False,  # every task takes `optimizer` and `schedule` (tasks.base.Task)
-            parser_kwargs={"prog": program_name(), **({name: SHARED_DEFAULTS for name in SUBCOMMANDS} if run else SHARED_DEFAULTS)},
+            parser_kwargs={"prog": program_name(), "exit_on_error": False, **({name: SHARED_DEFAULTS for name in SUBCOMMANDS} if run else SHARED_DEFAULTS)},
             args=args,
             run=run,
         )
@@ -283,7 +284,9 @@ def main(args=None) -> None:
     SIGINT with one line saying what was saved and exit status 143 or 130 (``litlab.signals``)."""
     torch.set_float32_matmul_precision("high")
     keep_freed_memory()
+    argv = sys.argv[1:] if args is None else list(args)
     try:
+        check_config_files(argv)
         with STOP.handling():
             PlatformCLI(args=args)
     except Stopped as stop:
@@ -295,6 +298,11 @@ def main(args=None) -> None:
             print(f"stopped by {stop} at step {stop.step}: saved {stop.checkpoint}; resume with the same command and --ckpt_path {run}",
                   file=sys.stderr, flush=True)  # fmt: skip
         sys.exit(stop.exit_code)
+    except ArgumentError as err:  # the config or the command line does not parse (parsers do not exit, see __init__)
+        if os.environ.get("PLATFORM_DEBUG"):
+            raise
+        print(f"error: {one_line(str(err), argv)}  (see --help)", file=sys.stderr)
+        sys.exit(2)
     except (ValueError, FileNotFoundError, MisconfigurationException) as err:
         finish_wandb(exit_code=2)
         if os.environ.get("PLATFORM_DEBUG"):
