@@ -3,6 +3,7 @@
     core.batches      the batches datamodules yield and tasks consume (named fields, not tuples)
     core.data         DataInfo, what a datamodule tells the model; the Tokenizer protocol
     core.labels       label conventions: UNLABELED (-1), IGNORE (-100)
+    core.checks       argument checks of networks and tasks, refused in one line before anything is built
     core.checkpoints  reading checkpoints: weights-only, sharded, format checks, shapes that must fit
     core.assets       files that ship inside installed packages (pretrained models)
     core.compat       every private Lightning and jsonargparse internal the platform relies on

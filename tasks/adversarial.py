@@ -5,6 +5,7 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
 from core.batches import ImageBatch
+from core.checks import positive
 from core.data import DataInfo
 from tasks.base import Task
 from tasks.checkpoints import load_network
@@ -69,6 +70,7 @@ class GAN(Task):
             raise ValueError(f"loss={loss!r}: expected one of {', '.join(GAN_LOSSES)}")
         if latent_dim <= 0 or n_critic < 1 or min(clip_grad, critic_lr_scale) <= 0:
             raise ValueError(f"latent_dim={latent_dim}, n_critic={n_critic}, clip_grad={clip_grad}, critic_lr_scale={critic_lr_scale}: expected all positive")
+        positive(self, n_images=n_images)
         if getattr(generator, "in_dim", latent_dim) != latent_dim:
             raise ValueError(f"generator in_dim={generator.in_dim} does not match latent_dim={latent_dim}: expected them equal")
         self.automatic_optimization = False

@@ -7,6 +7,7 @@ from torchmetrics import MeanMetric
 
 from core.batches import TokenBatch
 from core.checkpoints import load_state, read_checkpoint, record
+from core.checks import non_negative, positive_or_none
 from core.data import DataInfo
 from core.labels import IGNORE
 from tasks.base import Task
@@ -42,6 +43,8 @@ class CausalLM(Task):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        non_negative(self, sample_tokens=sample_tokens)
+        positive_or_none(self, top_k=top_k)
         self.net = net
         if init_ckpt:
             checkpoint = read_checkpoint(init_ckpt, what="init_ckpt")

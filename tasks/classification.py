@@ -8,6 +8,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, M
 
 from core.batches import ImageBatch, TextBatch
 from core.checkpoints import load_state, read_checkpoint, record, saved_tokenizer
+from core.checks import fraction
 from core.data import DataInfo
 from core.labels import UNLABELED
 from tasks.base import Task
@@ -64,6 +65,7 @@ class Classification(Task):
             raise ValueError(f"num_classes={num_classes}: expected at least 2 (set it, or let the datamodule provide it)")
         if not 0 < layer_decay <= 1:
             raise ValueError(f"layer_decay={layer_decay}: expected a number in (0, 1]")
+        fraction(self, head_dropout=head_dropout)
         self.backbone_tokenizer = None  # the tokenizer backbone_ckpt's data was tokenized with, if it saved one
         if backbone_ckpt:
             backbone = self._from_checkpoint(backbone, backbone_ckpt)

@@ -7,6 +7,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from core.batches import ImageBatch, TokenBatch
+from core.checks import positive
 from core.data import DataInfo
 from core.labels import UNLABELED
 from tasks.base import Task
@@ -54,6 +55,9 @@ class Contrastive(Task):
         super().__init__(**kwargs)
         if temperature <= 0 or projection_dim <= 0:
             raise ValueError(f"temperature={temperature}, projection_dim={projection_dim}: expected both > 0")
+        positive(self, knn_k=knn_k)
+        if num_classes is not None and num_classes < 2:
+            raise ValueError(f"Contrastive num_classes={num_classes}: expected at least 2, or None (no labels: no probe nor kNN)")
         self.encoder, self.augment = encoder, augment
         width = encoder.out_dim
         self.projector = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, projection_dim))

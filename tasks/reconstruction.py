@@ -7,6 +7,7 @@ from torchmetrics import MeanMetric, MeanSquaredError
 from torchmetrics.image import PeakSignalNoiseRatio
 
 from core.batches import ImageBatch
+from core.checks import positive
 from tasks.base import Task
 from tasks.images import image_grid, log_image
 from tasks.losses import gaussian_kl
@@ -48,6 +49,7 @@ class Reconstruction(Task):
         super().__init__(**kwargs)
         if latent_dim <= 0 or beta < 0:
             raise ValueError(f"latent_dim={latent_dim}, beta={beta}: expected latent_dim > 0 and beta >= 0")
+        positive(self, n_images=n_images)
         if getattr(decoder, "in_dim", latent_dim) != latent_dim:
             raise ValueError(f"decoder in_dim={decoder.in_dim} does not match latent_dim={latent_dim}: expected them equal")
         self.encoder, self.decoder = encoder, decoder

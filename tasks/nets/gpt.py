@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from core.checks import fraction, positive
 from tasks.nets.pooling import pool
 
 
@@ -60,7 +61,7 @@ class GPT(nn.Module):
         block_size: the longest context the model accepts (position embeddings); ``None`` takes the
             data's, the length of its training sequences.
         n_layer, n_head, n_embd: depth, attention heads and width.
-        dropout: on attention weights, residual branches and embeddings.
+        dropout: on attention weights, residual branches and embeddings; in [0, 1).
         bias: biases in Linear and LayerNorm layers (GPT-2 has them; without is a little faster).
         activation_checkpointing: for long contexts: recompute each block in backward, not store its activations (up to 1/3 more compute).
     """
@@ -79,11 +80,10 @@ class GPT(nn.Module):
         activation_checkpointing: bool = False,
     ):
         super().__init__()
-        for name, value in (("vocab_size", vocab_size), ("block_size", block_size)):
-            if value is None or value <= 0:
-                raise ValueError(f"GPT {name}={value}: expected a positive int (set it, or let the datamodule provide it)")
+        positive(self, vocab_size=vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd)
         if n_embd % n_head:
-            raise ValueError(f"GPT n_embd={n_embd} is not divisible by n_head={n_head}")
+            raise ValueError(f"{type(self).__name__} n_embd={n_embd}, n_head={n_head}: expected n_embd divisible by n_head")
+        fraction(self, dropout=dropout)
         self.vocab_size, self.block_size, self.n_layer, self.n_embd = vocab_size, block_size, n_layer, n_embd
         self.out_dim = n_embd  # the width of features(), for heads built on top
         self.activation_checkpointing = activation_checkpointing

@@ -1,11 +1,16 @@
 """A Hugging Face transformer as a backbone, teacher or student: pretrained weights from a packaged
 model (``minilm``), a local folder or the Hub, or a fresh one of the same family, resized."""
 
+import contextlib
+
 import torch
 from torch import nn
 
 from core.assets import pretrained_dir
+from core.checks import fraction, positive
 from tasks.nets.pooling import pool
+
+SIZES = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "max_position_embeddings")
 
 
 class HuggingFace(nn.Module):
@@ -27,11 +32,11 @@ class HuggingFace(nn.Module):
         transformers.logging.set_verbosity_error()
         transformers.logging.disable_progress_bar()
         path = pretrained_dir(model)
-        try:
+        with loading(model):
             model_config = transformers.AutoConfig.from_pretrained(path, **(config or {}))
+        check_config(model_config)  # before the model is built: a size of 0 builds one without layers, or fails deep inside
+        with loading(model):
             self.model = transformers.AutoModel.from_pretrained(path, config=model_config) if pretrained else transformers.AutoModel.from_config(model_config)
-        except (OSError, TypeError, ValueError) as err:
-            raise ValueError(f"HuggingFace model={model!r}: could not load it ({str(err).strip().splitlines()[0]})") from err
         self.model.train()  # from_pretrained returns eval mode, and Lightning keeps the mode a module is built in
         if getattr(self.model, "pooler", None) is not None:
             self.model.pooler = None  # BERT's pooler is trained for next-sentence prediction; we pool ourselves
@@ -50,3 +55,21 @@ class HuggingFace(nn.Module):
 
     def forward(self, idx: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return pool(self.features(idx, mask), mask, "mean")
+
+
+def check_config(config) -> None:
+    """The sizes and dropout probabilities of a Hugging Face config, as the platform's own networks check
+    theirs. Sizes go by their common names (``GPT2Config``'s ``n_layer`` is ``config.num_hidden_layers``);
+    one a family leaves None (GPT-2's ``n_inner``: 4 times the width) takes that family's default."""
+    positive("HuggingFace", **{f"config.{name}": getattr(config, name) for name in SIZES if getattr(config, name, None) is not None})
+    dropouts = {k: v for k, v in config.to_dict().items() if ("dropout" in k or k.endswith("pdrop")) and type(v) in (int, float)}
+    fraction("HuggingFace", **{f"config.{name}": value for name, value in dropouts.items()})
+
+
+@contextlib.contextmanager
+def loading(model: str):
+    """What Hugging Face raises while loading ``model``, as one line that names it."""
+    try:
+        yield
+    except (OSError, TypeError, ValueError) as err:
+        raise ValueError(f"HuggingFace model={model!r}: could not load it ({str(err).strip().splitlines()[0]})") from err

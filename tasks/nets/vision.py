@@ -7,11 +7,7 @@ import math
 import torch
 from torch import nn
 
-
-def _require(name: str, value) -> int:
-    if value is None or value <= 0:
-        raise ValueError(f"{name}={value}: expected a positive int (set it, or let the datamodule provide it)")
-    return value
+from core.checks import positive
 
 
 def _downsamplings(image_size: int) -> int:
@@ -28,7 +24,8 @@ class MLPEncoder(nn.Module):
 
     def __init__(self, in_channels: int | None = None, image_size: int | None = None, hidden: int = 256, out_dim: int = 64):
         super().__init__()
-        n_in = _require("in_channels", in_channels) * _require("image_size", image_size) ** 2
+        positive(self, in_channels=in_channels, image_size=image_size, hidden=hidden, out_dim=out_dim)
+        n_in = in_channels * image_size**2
         self.out_dim = out_dim
         self.net = nn.Sequential(nn.Flatten(), nn.Linear(n_in, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
 
@@ -41,7 +38,8 @@ class MLPDecoder(nn.Module):
 
     def __init__(self, out_channels: int | None = None, image_size: int | None = None, hidden: int = 256, in_dim: int = 16):
         super().__init__()
-        self.shape = (_require("out_channels", out_channels), _require("image_size", image_size), image_size)
+        positive(self, out_channels=out_channels, image_size=image_size, hidden=hidden, in_dim=in_dim)
+        self.shape = (out_channels, image_size, image_size)
         self.in_dim = in_dim
         self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, math.prod(self.shape)), nn.Tanh())
 
@@ -56,8 +54,8 @@ class ConvEncoder(nn.Module):
 
     def __init__(self, in_channels: int | None = None, image_size: int | None = None, width: int = 32, out_dim: int = 64, norm: bool = True):
         super().__init__()
-        _require("in_channels", in_channels)
-        n = _downsamplings(_require("image_size", image_size))
+        positive(self, in_channels=in_channels, image_size=image_size, width=width, out_dim=out_dim)
+        n = _downsamplings(image_size)
         layers, channels = [nn.Conv2d(in_channels, width, 3, padding=1), nn.LeakyReLU(0.2)], width
         for i in range(n):
             layers += [nn.Conv2d(channels, width * 2 ** (i + 1), 4, stride=2, padding=1)]
@@ -79,8 +77,8 @@ class ConvDecoder(nn.Module):
 
     def __init__(self, out_channels: int | None = None, image_size: int | None = None, width: int = 32, in_dim: int = 16):
         super().__init__()
-        _require("out_channels", out_channels)
-        n = _downsamplings(_require("image_size", image_size))
+        positive(self, out_channels=out_channels, image_size=image_size, width=width, in_dim=in_dim)
+        n = _downsamplings(image_size)
         base, channels = image_size // 2**n, width * 2**n
         self.in_dim = in_dim
         self.stem = nn.Sequential(nn.Linear(in_dim, channels * base * base), nn.Unflatten(1, (channels, base, base)))
