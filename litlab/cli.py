@@ -35,17 +35,18 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from core.checkpoints import check_fits, read_checkpoint
-from core.compat import deferred_print_config, subcommand_parser
+from core.compat import deferred_print_config, loader_workers_saved, subcommand_parser
 from core.data import DataInfo
 from datamodules.base import DataModule
 from litlab.callbacks import LastCheckpoint, PredictionWriter, RNGState, SpeedMonitor, ValidationReport, print_rank_zero
 from litlab.errors import check_config_files, one_line
 from litlab.hardware import check_device, default_precision, keep_freed_memory
 from litlab.loggers import finish_wandb, wandb_logger, wandb_sync_hint
-from litlab.runs import new_run_dir, resolve_ckpt_path, run_dir_of
+from litlab.runs import new_run_dir, resolve_ckpt_path, run_dir, run_dir_of
 from litlab.signals import STOP, Stopped
 from litlab.strategies import FSDP2  # noqa: F401  registers --trainer.strategy fsdp2
 from tasks.base import Task
+from tasks.images import save_png
 
 START_TIME = time.perf_counter()
 DEFAULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "defaults.yaml")
@@ -115,7 +116,7 @@ class PlatformCLI(LightningCLI):
     @property
     def run_name(self) -> str:
         config = self._config
-        if config.run.name:
+        if config.run.name is not None:  # an empty name is refused as a name, not taken for none
             return config.run.name
         files = [f for f in config.get("config") or [] if os.path.abspath(str(f)) != DEFAULTS]
         if files:
@@ -135,12 +136,19 @@ class PlatformCLI(LightningCLI):
             config.ckpt_path = resolve_ckpt_path(config.ckpt_path, config.run.dir, self.run_name)
             self.checkpoint = read_checkpoint(config.ckpt_path, what="--ckpt_path", tensors=False)
             self.run_options = {key: config.model[key] for key in config.model.keys() if key.rsplit(".", 1)[-1] in RUN_OPTIONS}
+            check_same_model(config.model.as_dict(), self.checkpoint, config.ckpt_path)
+            if self.config.get("subcommand") == "fit":
+                check_same_workers(config.data.init_args.get("num_workers"), self.checkpoint, config.ckpt_path)
 
     def before_instantiate_classes(self) -> None:
         """Before anything is built: the device checked, the datamodule built, and the model's arguments
         that the data determines filled in from its ``info``."""
         config = self._config
         check_device(config.trainer)
+        if self.subcommand == "fit":
+            check_training_length(config.trainer)
+        if self.subcommand in ("fit", "predict"):
+            check_writable(config.run.dir)
         for key, value in self.run_options.items():  # how the networks run is this run's choice
             config.model[key] = value
         pretrained = set()  # networks rebuilt from the checkpoint: their sizes are the checkpoint's, not the data's
@@ -174,7 +182,7 @@ class PlatformCLI(LightningCLI):
         if fresh:
             self.run_dir = new_run_dir(config.run.dir, self.run_name)
         else:
-            self.run_dir = (run_dir_of(ckpt_path) if ckpt_path else None) or os.path.join(config.run.dir, self.run_name)
+            self.run_dir = (run_dir_of(ckpt_path) if ckpt_path else None) or run_dir(config.run.dir, self.run_name)
         trainer_init = self._of_subcommand(self.config_init).trainer
         logger = trainer_init.get("logger")
         if logger is None or logger is True:  # not chosen by the config: W&B for fit, none otherwise
@@ -200,7 +208,8 @@ class PlatformCLI(LightningCLI):
         bar = config.trainer.enable_progress_bar is not False and not any(isinstance(c, ProgressBar) for c in given)
         progress = [TQDMProgressBar(refresh_rate=config.trainer.log_every_n_steps or 50)] if bar else []
         speed = SpeedMonitor(START_TIME, config.run.peak_tflops)
-        return [checkpoint, *learning_rate, *predictions, *progress, RNGState(), speed, ValidationReport()]
+        weights_step = self.checkpoint.get("global_step") if self.checkpoint is not None and self.subcommand != "fit" else None
+        return [checkpoint, *learning_rate, *predictions, *progress, RNGState(), speed, ValidationReport(weights_step)]
 
     # -- fit -------------------------------------------------------------------------------------
     def before_fit(self) -> None:
@@ -235,8 +244,12 @@ class PlatformCLI(LightningCLI):
         if reference is not None and val_loss is not None:
             gap = reference - float(val_loss)
             lines.append(f"  unigram entropy of the val tokens: {reference:.4f} (val/loss is {abs(gap):.2f} nats {'below' if gap >= 0 else 'above'})")
-        if isinstance(model, Task) and model.last_sample is not None:
-            lines.append(f"  sample: {model.last_sample!r}")
+        sample = model.last_sample if isinstance(model, Task) else None
+        if isinstance(sample, torch.Tensor):
+            save_png(sample, path := os.path.join(self.run_dir, "sample.png"))
+            lines.append(f"  sample:      {path}")
+        elif sample is not None:
+            lines.append(f"  sample: {sample!r}")
         print_rank_zero("\n".join(lines))
 
 
@@ -263,6 +276,80 @@ def fill_from_data(config, info: DataInfo, where: str = "model", skip: set[str] 
     for key, value in vars(init_args).items():  # the networks (and tasks) inside
         if key not in skip:
             fill_from_data(value, info, f"{where}.init_args.{key}")
+
+
+def check_training_length(trainer) -> None:
+    """A fit that would train nothing is refused: it would end "successfully" with no checkpoint written."""
+    max_steps, max_epochs = trainer.get("max_steps"), trainer.get("max_epochs")
+    if max_steps is not None and (max_steps == 0 or max_steps < -1):
+        raise ValueError(f"trainer.max_steps={max_steps}: expected a positive number of steps, or -1 to train for max_epochs")
+    if max_epochs is not None and (max_epochs == 0 or max_epochs < -1):
+        raise ValueError(f"trainer.max_epochs={max_epochs}: expected a positive number of epochs, or -1 to train for max_steps")
+
+
+def check_writable(runs_dir: str) -> None:
+    """``run.dir``, or the directory it will be created in, is a directory this process can write."""
+    existing = os.path.abspath(runs_dir)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+        what = "not a directory" if not os.path.isdir(existing) else "not writable"
+        where = "it is" if existing == os.path.abspath(runs_dir) else f"{existing} is"
+        raise ValueError(f"run.dir={runs_dir}: cannot write runs there, {where} {what}: expected a directory this user can write (set --run.dir)")
+
+
+def check_same_model(configured: dict, checkpoint: dict, ckpt_path: str) -> None:
+    """Refuse a model configured otherwise than the checkpoint it continues: LightningCLI rebuilds the
+    model from the checkpoint's hyperparameters, so a changed size or learning rate would silently be
+    dropped. Arguments left ``None`` (the data fills them), ``RUN_OPTIONS`` and arguments the checkpoint
+    does not know (added since) are not compared."""
+    saved = dict(checkpoint.get("hyper_parameters") or {})
+    saved_class, configured_class = saved.pop("_class_path", None), configured.get("class_path")
+    if saved_class and configured_class and _import(saved_class) != _import(configured_class):
+        raise ValueError(f"--ckpt_path {ckpt_path}: a checkpoint of {saved_class}, expected one of the configured {configured_class}")
+    saved_leaves = dict(_leaves({"init_args": saved}))
+    for key, value in _leaves({k: v for k, v in configured.items() if k == "init_args"}):
+        if value is None or key.rsplit(".", 1)[-1] in RUN_OPTIONS or key not in saved_leaves:
+            continue
+        if _plain(value) != _plain(saved_leaves[key]):
+            raise ValueError(
+                f"--ckpt_path {ckpt_path}: model.{key}={value!r} is configured and the checkpoint has {saved_leaves[key]!r}: "
+                f"expected the checkpoint's (a resume continues its model; only {', '.join(RUN_OPTIONS)} may change), "
+                "or a fresh run that starts from its weights"
+            )
+
+
+def check_same_workers(num_workers: int | None, checkpoint: dict, ckpt_path: str) -> None:
+    """Refuse to resume a training loader with another number of workers: its saved position would not
+    load (torchdata asserts it), or would not continue the same examples."""
+    saved = loader_workers_saved(checkpoint)
+    if num_workers is not None and saved is not None and num_workers != saved:
+        raise ValueError(
+            f"--ckpt_path {ckpt_path}: data.num_workers={num_workers} and the checkpoint's loader ran {saved} workers: "
+            f"expected {saved} (a resume continues the loader's position, which depends on its workers)"
+        )
+
+
+def _leaves(tree: dict, prefix: str = ""):
+    """(dotted key, value) of every value in nested dicts, as the config names them."""
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _import(class_path: str):
+    """The class a config's ``class_path`` names (``tasks.CausalLM`` and ``tasks.causal_lm.CausalLM`` are one), or the path itself."""
+    module, _, name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return class_path
+
+
+def _plain(value):
+    return list(map(_plain, value)) if isinstance(value, (list, tuple)) else value
 
 
 def _networks_from_checkpoint(init_args, saved: dict) -> set[str]:

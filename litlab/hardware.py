@@ -28,7 +28,8 @@ def default_precision(accelerator) -> str:
 
 def check_device(trainer) -> None:
     """Refuse, before anything is built, what this device cannot run: FSDP (FSDPStrategy) without
-    GPUs, and bf16 on a GPU without it."""
+    GPUs, fp16 mixed precision on the CPU (Lightning would silently run bf16 instead), and bf16 on a
+    GPU without it."""
     cuda = on_cuda(trainer.get("accelerator"))
     strategy = _name(trainer.get("strategy"))
     if strategy in FSDP_STRATEGIES and not cuda:
@@ -37,6 +38,11 @@ def check_device(trainer) -> None:
             "(FSDP2 through ModelParallelStrategy, which also runs on CPUs) or --config configs/trainer/ddp.yaml"
         )
     precision = str(trainer.get("precision") or "")
+    if not cuda and precision in ("16", "16-mixed"):
+        raise ValueError(
+            f"trainer.precision={precision}: fp16 mixed precision needs a CUDA GPU and this run is on the CPU: "
+            "use --trainer.precision bf16-mixed or 32-true"
+        )
     if cuda and precision.startswith("bf16") and torch.cuda.is_available() and not bf16_supported():
         major, minor = torch.cuda.get_device_capability()
         raise ValueError(

@@ -129,8 +129,9 @@ class GAN(Task):
     def on_validation_epoch_end(self) -> None:
         self.log("val/fid", self.fid.compute(), prog_bar=True)
         self.fid.reset()
-        if self.logger and not self.trainer.sanity_checking:
-            log_image(self.logger, "val/samples", image_grid(list(self.sample(self.hparams.n_images).chunk(2))), self.global_step)
+        if not self.trainer.sanity_checking:
+            self.last_sample = image_grid(list(self.sample(self.hparams.n_images).chunk(2)))
+            log_image(self.logger, "val/samples", self.last_sample, self.global_step)
 
     @torch.no_grad()
     def sample(self, n: int, seed: int = 0) -> torch.Tensor:

@@ -40,7 +40,9 @@ class Task(L.LightningModule):
 
     networks: tuple[str, ...] = ()
     from_data: dict[str, str] = {}
-    last_sample: str | None = None  # what the task generated at its last validation (a language model's text), for the summary
+    # what the task made at its last validation, for the summary: a language model's text, or an image
+    # grid (C, H, W) in [0, 1] (inputs above reconstructions, samples), which fit saves as sample.png
+    last_sample: str | torch.Tensor | None = None
 
     def __init__(self, optimizer: OptimizerCallable = torch.optim.AdamW, schedule: ScheduleCallable | None = WarmupCosine, compile: bool = False):
         super().__init__()
@@ -91,7 +93,10 @@ class Task(L.LightningModule):
 
     # -- optimization --------------------------------------------------------------------------
     def configure_optimizers(self):
-        optimizer = scale_learning_rates(self.make_optimizer(param_groups(self, self.lr_scale())))
+        try:
+            optimizer = scale_learning_rates(self.make_optimizer(param_groups(self, self.lr_scale())))
+        except ValueError as err:  # torch's own check, e.g. "Invalid learning rate: -1.0": say whose argument it is
+            raise ValueError(f"model.init_args.optimizer: {err}: expected arguments the optimizer accepts") from None  # the CLI prints causes
         if self.make_schedule is None:
             return optimizer
         schedule = self.make_schedule(optimizer, int(self.trainer.estimated_stepping_batches))

@@ -1,4 +1,4 @@
-"""Image grids for the loggers: inputs beside reconstructions, samples."""
+"""Image grids for the loggers and the run directory: inputs beside reconstructions, samples."""
 
 import numpy as np
 import torch
@@ -33,3 +33,11 @@ def log_image(logger, key: str, image: torch.Tensor, step: int) -> None:
         logger.log_image(key, images=[np.ascontiguousarray(hwc[:, :, 0] if hwc.shape[2] == 1 else hwc)], step=step)
     elif hasattr(getattr(logger, "experiment", None), "add_image"):  # TensorBoardLogger: (C, H, W) uint8
         logger.experiment.add_image(key, pixels, step, dataformats="CHW")
+
+
+def save_png(image: torch.Tensor, path: str) -> None:
+    """Write a ``(C, H, W)`` image in [0, 1] as an 8-bit PNG (grey for one channel), as the loggers get it."""
+    from PIL import Image
+
+    hwc = to_uint8(image).permute(1, 2, 0).numpy()
+    Image.fromarray(np.ascontiguousarray(hwc[:, :, 0] if hwc.shape[2] == 1 else hwc)).save(path)

@@ -103,11 +103,12 @@ class Reconstruction(Task):
         self.log_dict({k: v.compute() if hasattr(v, "compute") else v for k, v in metrics.items()}, prog_bar=True)
         for metric in (self.val_loss, self.val_recon, self.val_kl, self.val_mse, self.val_psnr):
             metric.reset()
-        if self.logger and self.examples is not None and not self.trainer.sanity_checking:
+        if self.examples is not None and not self.trainer.sanity_checking:
             rows = list(self.examples)
             if self.hparams.variational:
                 rows.append(self.sample(len(rows[0])))
-            log_image(self.logger, "val/reconstructions", image_grid(rows), self.global_step)
+            self.last_sample = image_grid(rows)
+            log_image(self.logger, "val/reconstructions", self.last_sample, self.global_step)
 
     @torch.no_grad()
     def sample(self, n: int, seed: int = 0) -> torch.Tensor:

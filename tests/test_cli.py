@@ -5,6 +5,7 @@ import glob
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -195,3 +196,53 @@ def test_the_data_fills_declared_arguments_only():
     config.init_args.inner.init_args.block_size = 128
     with pytest.raises(ValueError, match=r"model.init_args.inner.init_args.block_size=128 disagrees with the data's block_size \(64\): expected 64"):
         fill_from_data(config, DataInfo(vocab_size=257, block_size=64))
+
+
+def test_a_resume_refuses_what_would_silently_be_dropped(cli, capsys):
+    """A resume continues the checkpoint's model and data order: a changed size, another task's
+    checkpoint or another number of loader workers is refused in one line, and the checkpoint is left
+    as it was. ``validate`` names the step of the weights it scores."""
+    nano = ["--config", "configs/gpt_nano.yaml", "--trainer.logger", "false"]
+    runs = cli("fit", *nano, "--trainer.max_steps", "2")
+    last = os.path.join(runs, "gpt_nano", "checkpoints", "last.ckpt")
+    saved = open(last, "rb").read()
+    resume = ["fit", *nano, "--ckpt_path", "last", "--trainer.max_steps", "4"]
+    line = error_line(cli, capsys, *resume, "--model.init_args.net.init_args.n_embd", "64")
+    assert line.startswith(f"error: --ckpt_path {last}: model.init_args.net.init_args.n_embd=64 is configured and the checkpoint has 32: "
+                         "expected the checkpoint's (a resume continues its model; only compile, activation_checkpointing may change), "
+                         "or a fresh run that starts from its weights")  # fmt: skip
+    line = error_line(cli, capsys, *resume, "--data.init_args.num_workers", "1")
+    assert line.startswith(f"error: --ckpt_path {last}: data.num_workers=1 and the checkpoint's loader ran 0 workers: "
+                         "expected 0 (a resume continues the loader's position, which depends on its workers)")  # fmt: skip
+
+    cli("fit", "--config", "configs/autoencoder.yaml", "--data.init_args.source", "digits", "--trainer.max_steps", "1", "--trainer.logger", "false",
+        "--trainer.limit_val_batches", "0")  # fmt: skip
+    autoencoder = os.path.join(runs, "autoencoder", "checkpoints", "last.ckpt")
+    line = error_line(cli, capsys, "validate", *nano, "--ckpt_path", autoencoder)
+    assert line.startswith(f"error: --ckpt_path {autoencoder}: a checkpoint of tasks.Reconstruction, expected one of the configured tasks.CausalLM")
+    assert open(last, "rb").read() == saved
+
+    cli("validate", *nano, "--ckpt_path", "last")
+    assert re.search(r"^step 2: val/loss \d", capsys.readouterr().out, re.MULTILINE)
+
+
+def test_a_fit_that_would_train_nothing_or_write_nowhere_is_refused(cli, capsys, tmp_path, monkeypatch):
+    for overrides, message in [
+        (["--trainer.max_steps", "0"], "trainer.max_steps=0: expected a positive number of steps, or -1 to train for max_epochs"),
+        (["--trainer.max_steps", "-1", "--trainer.max_epochs", "0"], "trainer.max_epochs=0: expected a positive number of epochs"),
+    ]:
+        assert error_line(cli, capsys, "fit", "--config", "configs/gpt_nano.yaml", *overrides).startswith(f"error: {message}")
+    assert not os.path.exists(tmp_path / "runs")
+
+    from litlab.cli import main
+
+    (tmp_path / "notes.txt").write_text("a file, not a directory")
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    with pytest.raises(SystemExit) as stop:
+        main(["fit", "--config", "configs/gpt_nano.yaml", "--run.dir", str(tmp_path / "notes.txt" / "runs")])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
+        f"error: run.dir={tmp_path / 'notes.txt' / 'runs'}: cannot write runs there, {tmp_path / 'notes.txt'} is not a directory: "
+        "expected a directory this user can write (set --run.dir)"
+    )

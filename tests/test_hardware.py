@@ -48,6 +48,12 @@ def test_fsdp_on_a_cpu_is_refused_with_what_to_use_instead(cli, capsys):
     assert "trainer.strategy=FSDPStrategy needs CUDA GPUs" in line and "configs/trainer/fsdp2.yaml" in line
 
 
+@pytest.mark.parametrize("precision", ["16", "16-mixed"])
+def test_fp16_on_a_cpu_is_refused_not_run_as_bf16(cli, capsys, precision):
+    line = error_line(cli, capsys, "fit", *NANO, "--trainer.precision", precision, "--trainer.accelerator", "cpu")
+    assert line.startswith(f"error: trainer.precision={precision}: fp16 mixed precision needs a CUDA GPU and this run is on the CPU: use --trainer.precision bf16-mixed or 32-true")
+
+
 def test_bf16_on_a_gpu_without_it_is_refused_with_what_to_use_instead(cli, capsys, gpu):
     gpu((7, 5), "Tesla T4")
     line = error_line(cli, capsys, "fit", *NANO, "--trainer.precision", "bf16-mixed")

@@ -1,5 +1,6 @@
 """The image grids a run logs arrive with their real pixel values: the PNG that W&B (offline) and
-TensorBoard store is the grid the task made, scaled to 0-255, not a black image of 0s and 1s."""
+TensorBoard store, and the run directory's sample.png, is the grid the task made, scaled to 0-255, not
+a black image of 0s and 1s."""
 
 import glob
 import os
@@ -94,6 +95,7 @@ def test_wandb_stores_the_grid_at_its_real_pixel_values(cli, logged, monkeypatch
     pngs = wandb_pngs(os.path.join(runs, "vae"))
     assert len(pngs) == 1, pngs
     check_pixels(Path(pngs[0]).read_bytes(), logged[0][1])
+    check_pixels(Path(runs, "vae", "sample.png").read_bytes(), logged[0][1])  # and the run directory has the same
 
 
 def test_tensorboard_stores_the_grid_at_its_real_pixel_values(cli, logged, tmp_path):
@@ -102,3 +104,11 @@ def test_tensorboard_stores_the_grid_at_its_real_pixel_values(cli, logged, tmp_p
     images = tensorboard_images(str(tmp_path / "tb" / "lightning_logs" / "version_0"))
     assert [(tag, step) for tag, step, _ in images] == [("val/reconstructions", 2)]
     check_pixels(images[0][2], logged[0][1])
+
+
+def test_the_run_directory_keeps_the_last_grid_without_any_logger(cli, logged, capsys):
+    runs = cli(*VAE_ON_DIGITS, "--trainer.logger", "false")
+    sample = os.path.join(runs, "vae", "sample.png")
+    assert f"  sample:      {sample}" in capsys.readouterr().out.splitlines()  # the end-of-fit summary names it
+    assert [(key, step) for key, _, step in logged] == [("val/reconstructions", 2)]
+    check_pixels(Path(sample).read_bytes(), logged[0][1])
