@@ -378,7 +378,10 @@ def main(args=None) -> None:
             PlatformCLI(args=args)
     except Stopped as stop:
         finish_wandb(exit_code=stop.exit_code)
-        if stop.checkpoint is None:
+        if stop.again:
+            print(f"stopped by a second {stop}, without saving: the last checkpoint saved before is whole; resume with --ckpt_path last",
+                  file=sys.stderr, flush=True)  # fmt: skip
+        elif stop.checkpoint is None:
             print(f"stopped by {stop}: nothing was trained, nothing to save", file=sys.stderr, flush=True)
         else:
             run = run_dir_of(stop.checkpoint)

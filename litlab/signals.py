@@ -21,9 +21,10 @@ class Stopped(BaseException):
     """A run stopped by a signal; ``checkpoint`` is what it saved, at ``step`` (None when nothing was).
     A BaseException, like KeyboardInterrupt, so that no ``except Exception`` on the way swallows it."""
 
-    def __init__(self, signum: int, checkpoint: str | None = None, step: int | None = None):
+    def __init__(self, signum: int, checkpoint: str | None = None, step: int | None = None, again: bool = False):
         super().__init__(signal.Signals(signum).name)
         self.signum, self.checkpoint, self.step = signum, checkpoint, step
+        self.again = again  # a second signal, which did not wait for the save
 
     @property
     def exit_code(self) -> int:
@@ -66,7 +67,7 @@ class StopRequest:
             name = signal.Signals(signum).name
             print(f"{name}: stopping once this step is saved ({name} again stops at once, without saving)", file=sys.stderr, flush=True)
             return
-        raise Stopped(signum)
+        raise Stopped(signum, again=self.signum is not None)
 
 
 STOP = StopRequest()  # signals are per process: one request per process

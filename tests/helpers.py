@@ -67,12 +67,13 @@ class KillAtStep(L.Callback):
 class SignalAt(L.Callback):
     """Sends ``send`` (a signal's name: SIGTERM, SIGINT) to its own process, a real signal from the kernel, when
     training reaches ``step``: ``during`` its training batch, the validation after it, its checkpoint's
-    save, or the sanity check before training; only in the process of ``rank``, where given. With ``marker``, writes that file instead at ``step`` and then slows every step by
+    save, or the sanity check before training; only in the process of ``rank``, where given; ``times`` times
+    in a row. With ``marker``, writes that file instead at ``step`` and then slows every step by
     ``step_seconds``, for a test that signals from outside (as a scheduler or a terminal would)."""
 
     def __init__(self, step: int, send: str = "SIGTERM", during: str = "train", rank: int | None = None, marker: str | None = None,
-                 step_seconds: float = 0.0):  # fmt: skip
-        self.step, self.signum, self.during, self.rank = step, signal.Signals[send], during, rank
+                 step_seconds: float = 0.0, times: int = 1):  # fmt: skip
+        self.step, self.signum, self.during, self.rank, self.times = step, signal.Signals[send], during, rank, times
         self.marker, self.step_seconds = marker, step_seconds
 
     def _send(self, trainer: L.Trainer, during: str) -> None:
@@ -80,7 +81,8 @@ class SignalAt(L.Callback):
             if self.marker:
                 open(self.marker, "w").close()
             else:
-                os.kill(os.getpid(), self.signum)
+                for _ in range(self.times):
+                    os.kill(os.getpid(), self.signum)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
         self._send(trainer, "train")

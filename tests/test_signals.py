@@ -102,6 +102,14 @@ def test_the_wandb_run_is_closed_with_the_exit_status(tmp_path, token_cache):
     assert segment["exit_code"] == 143
 
 
+def test_a_second_signal_stops_at_once_and_the_last_save_stays_whole(tmp_path, token_cache):
+    runs = str(tmp_path / "runs")
+    process = start(runs, token_cache, "--run.checkpoint_every", "2", *signal_at(5, "SIGTERM", "train", times=2))
+    line = stopped_line(process, 143)
+    assert line == "stopped by a second SIGTERM, without saving: the last checkpoint saved before is whole; resume with --ckpt_path last"
+    assert saved_step(runs) == 4  # the periodic save before the signals
+
+
 def test_a_signal_before_training_leaves_nothing_behind(tmp_path, token_cache):
     """Stopped during the sanity check, before any step: nothing to save, and the fresh run's directory goes."""
     runs = str(tmp_path / "runs")
