@@ -28,21 +28,22 @@ from dataclasses import dataclass
 import lightning as L
 import torch
 import yaml
-from jsonargparse import ArgumentError, Namespace, dict_to_namespace
+from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningCLI, instantiate_class
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from core.checkpoints import check_fits, read_checkpoint
-from core.compat import deferred_print_config, loader_workers_saved, subcommand_parser
+from core.compat import deferred_print_config, subcommand_parser
 from core.data import DataInfo
 from datamodules.base import DataModule
 from litlab.callbacks import LastCheckpoint, PredictionWriter, RNGState, SpeedMonitor, ValidationReport, print_rank_zero
 from litlab.errors import check_config_files, one_line
 from litlab.hardware import check_device, default_precision, keep_freed_memory
 from litlab.loggers import finish_wandb, wandb_logger, wandb_sync_hint
-from litlab.runs import new_run_dir, resolve_ckpt_path, run_dir, run_dir_of
+from litlab.resume import RUN_OPTIONS, check_same_model, check_same_workers, networks_from_checkpoint
+from litlab.runs import check_writable, new_run_dir, resolve_ckpt_path, run_dir, run_dir_of
 from litlab.signals import STOP, Stopped
 from litlab.strategies import FSDP2  # noqa: F401  registers --trainer.strategy fsdp2
 from tasks.base import Task
@@ -52,9 +53,6 @@ START_TIME = time.perf_counter()
 DEFAULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "defaults.yaml")
 SHARED_DEFAULTS = {"default_config_files": [DEFAULTS]}  # what every config overrides, for each subcommand's parser
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
-# model arguments that change how a network runs, not what it computes: a resumed run takes them from
-# its command line, not from the checkpoint (a compiled run resumes eagerly and the other way round)
-RUN_OPTIONS = ("compile", "activation_checkpointing")
 
 
 @dataclass
@@ -153,7 +151,7 @@ class PlatformCLI(LightningCLI):
             config.model[key] = value
         pretrained = set()  # networks rebuilt from the checkpoint: their sizes are the checkpoint's, not the data's
         if self.checkpoint is not None:
-            pretrained = _networks_from_checkpoint(config.model.init_args, self.checkpoint.get("hyper_parameters", {}))
+            pretrained = networks_from_checkpoint(config.model.init_args, self.checkpoint.get("hyper_parameters", {}))
         self.datamodule = instantiate_class((), config.data.as_dict())
         self.data_info = self.datamodule.info if isinstance(self.datamodule, DataModule) else DataInfo()
         fill_from_data(config.model, self.data_info, skip=pretrained)
@@ -285,85 +283,6 @@ def check_training_length(trainer) -> None:
         raise ValueError(f"trainer.max_steps={max_steps}: expected a positive number of steps, or -1 to train for max_epochs")
     if max_epochs is not None and (max_epochs == 0 or max_epochs < -1):
         raise ValueError(f"trainer.max_epochs={max_epochs}: expected a positive number of epochs, or -1 to train for max_steps")
-
-
-def check_writable(runs_dir: str) -> None:
-    """``run.dir``, or the directory it will be created in, is a directory this process can write."""
-    existing = os.path.abspath(runs_dir)
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
-        what = "not a directory" if not os.path.isdir(existing) else "not writable"
-        where = "it is" if existing == os.path.abspath(runs_dir) else f"{existing} is"
-        raise ValueError(f"run.dir={runs_dir}: cannot write runs there, {where} {what}: expected a directory this user can write (set --run.dir)")
-
-
-def check_same_model(configured: dict, checkpoint: dict, ckpt_path: str) -> None:
-    """Refuse a model configured otherwise than the checkpoint it continues: LightningCLI rebuilds the
-    model from the checkpoint's hyperparameters, so a changed size or learning rate would silently be
-    dropped. Arguments left ``None`` (the data fills them), ``RUN_OPTIONS`` and arguments the checkpoint
-    does not know (added since) are not compared."""
-    saved = dict(checkpoint.get("hyper_parameters") or {})
-    saved_class, configured_class = saved.pop("_class_path", None), configured.get("class_path")
-    if saved_class and configured_class and _import(saved_class) != _import(configured_class):
-        raise ValueError(f"--ckpt_path {ckpt_path}: a checkpoint of {saved_class}, expected one of the configured {configured_class}")
-    saved_leaves = dict(_leaves({"init_args": saved}))
-    for key, value in _leaves({k: v for k, v in configured.items() if k == "init_args"}):
-        if value is None or key.rsplit(".", 1)[-1] in RUN_OPTIONS or key not in saved_leaves:
-            continue
-        if _plain(value) != _plain(saved_leaves[key]):
-            raise ValueError(
-                f"--ckpt_path {ckpt_path}: model.{key}={value!r} is configured and the checkpoint has {saved_leaves[key]!r}: "
-                f"expected the checkpoint's (a resume continues its model; only {', '.join(RUN_OPTIONS)} may change), "
-                "or a fresh run that starts from its weights"
-            )
-
-
-def check_same_workers(num_workers: int | None, checkpoint: dict, ckpt_path: str) -> None:
-    """Refuse to resume a training loader with another number of workers: its saved position would not
-    load (torchdata asserts it), or would not continue the same examples."""
-    saved = loader_workers_saved(checkpoint)
-    if num_workers is not None and saved is not None and num_workers != saved:
-        raise ValueError(
-            f"--ckpt_path {ckpt_path}: data.num_workers={num_workers} and the checkpoint's loader ran {saved} workers: "
-            f"expected {saved} (a resume continues the loader's position, which depends on its workers)"
-        )
-
-
-def _leaves(tree: dict, prefix: str = ""):
-    """(dotted key, value) of every value in nested dicts, as the config names them."""
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            yield from _leaves(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value
-
-
-def _import(class_path: str):
-    """The class a config's ``class_path`` names (``tasks.CausalLM`` and ``tasks.causal_lm.CausalLM`` are one), or the path itself."""
-    module, _, name = class_path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
-        return class_path
-
-
-def _plain(value):
-    return list(map(_plain, value)) if isinstance(value, (list, tuple)) else value
-
-
-def _networks_from_checkpoint(init_args, saved: dict) -> set[str]:
-    """A resumed run rebuilds what ``*_ckpt`` arguments once loaded (``backbone_ckpt``, ``teacher_ckpt``,
-    ``init_ckpt``) from the checkpoint being resumed, which holds their weights and, in its
-    hyperparameters, their configs: the files they came from may be gone. Returns the networks rebuilt so."""
-    rebuilt = set()
-    for key in [k for k, v in vars(init_args).items() if k.endswith("_ckpt") and v]:
-        network = key.removesuffix("_ckpt")
-        if network in init_args and init_args[network] is None and isinstance(saved.get(network), dict):
-            init_args[network] = dict_to_namespace(saved[network])
-        rebuilt.add(network)
-        init_args[key] = None
-    return rebuilt
 
 
 def main(args=None) -> None:

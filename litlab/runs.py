@@ -95,3 +95,14 @@ def run_dir_of(ckpt_path: str) -> str | None:
     if os.path.basename(parent) == "checkpoints":
         return os.path.dirname(parent)
     return parent if os.path.basename(ckpt_path).startswith("hpc_ckpt_") else None
+
+
+def check_writable(runs_dir: str) -> None:
+    """``run.dir``, or the directory it will be created in, is a directory this process can write."""
+    existing = os.path.abspath(runs_dir)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+        what = "not a directory" if not os.path.isdir(existing) else "not writable"
+        where = "it is" if existing == os.path.abspath(runs_dir) else f"{existing} is"
+        raise ValueError(f"run.dir={runs_dir}: cannot write runs there, {where} {what}: expected a directory this user can write (set --run.dir)")

@@ -4,7 +4,6 @@ record with a text field, a CSV file without its columns. And a BPE's tokenizer.
 cache is caught, like a changed token file, and the cache rebuilt."""
 
 import bz2
-import json
 import os
 import re
 import shutil

@@ -246,3 +246,15 @@ def test_a_fit_that_would_train_nothing_or_write_nowhere_is_refused(cli, capsys,
         f"error: run.dir={tmp_path / 'notes.txt' / 'runs'}: cannot write runs there, {tmp_path / 'notes.txt'} is not a directory: "
         "expected a directory this user can write (set --run.dir)"
     )
+
+
+def test_a_resume_compares_classes_not_their_spelling():
+    """Another network class is refused naming both; the same class by another import path is the same."""
+    from litlab.resume import check_same_model
+
+    saved = {"hyper_parameters": {"_class_path": "tasks.CausalLM", "net": {"class_path": "tasks.nets.GPT", "init_args": {"n_layer": 2}}}}
+    same = {"class_path": "tasks.causal_lm.CausalLM", "init_args": {"net": {"class_path": "tasks.nets.gpt.GPT", "init_args": {"n_layer": 2}}}}
+    check_same_model(same, saved, "x.ckpt")
+    other = {"class_path": "tasks.CausalLM", "init_args": {"net": {"class_path": "tasks.nets.HuggingFace", "init_args": {"model": "minilm"}}}}
+    with pytest.raises(ValueError, match=r"^--ckpt_path x.ckpt: model.init_args.net.class_path='tasks.nets.HuggingFace' is configured and the checkpoint has 'tasks.nets.GPT'"):
+        check_same_model(other, saved, "x.ckpt")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from core.checks import fraction, non_negative, positive, positive_or_none
-from tasks import CausalLM, Classification, Contrastive, GAN, Reconstruction
+from tasks import GAN, CausalLM, Classification, Contrastive, Reconstruction
 from tasks.nets import GPT, ConvDecoder, ConvEncoder, GPTEncoder, HuggingFace, MLPDecoder, MLPEncoder
 from tests.helpers import error_line
 
