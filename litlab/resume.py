@@ -27,10 +27,11 @@ def check_same_model(configured: dict, checkpoint: dict, ckpt_path: str) -> None
     for key, value in _leaves({k: v for k, v in configured.items() if k == "init_args"}):
         if value is None or key.rsplit(".", 1)[-1] in RUN_OPTIONS or key not in saved_leaves:
             continue
-        same = _import(value) == _import(saved_leaves[key]) if key.endswith("class_path") else _plain(value) == _plain(saved_leaves[key])
+        saved_value = saved_leaves[key]
+        same = _import(value) == _import(saved_value) if key.endswith("class_path") else _as_lists(value) == _as_lists(saved_value)
         if not same:
             raise ValueError(
-                f"--ckpt_path {ckpt_path}: model.{key}={value!r} is configured and the checkpoint has {saved_leaves[key]!r}: "
+                f"--ckpt_path {ckpt_path}: model.{key}={value!r} is configured and the checkpoint has {saved_value!r}: "
                 f"expected the checkpoint's (a resume continues its model; only {', '.join(RUN_OPTIONS)} may change), "
                 "or a fresh run that starts from its weights"
             )
@@ -65,8 +66,9 @@ def _import(class_path: str):
         return class_path
 
 
-def _plain(value):
-    return list(map(_plain, value)) if isinstance(value, (list, tuple)) else value
+def _as_lists(value):
+    """Tuples as lists, as YAML and a checkpoint's hyperparameters hold sequences."""
+    return list(map(_as_lists, value)) if isinstance(value, (list, tuple)) else value
 
 
 def networks_from_checkpoint(init_args, saved: dict) -> set[str]:
