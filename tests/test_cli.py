@@ -61,7 +61,7 @@ def test_every_config_runs_and_resumes_bit_identically(shrunk, tmp_path, name):
 def test_sizes_the_data_determines_reach_the_networks(cli):
     runs = cli("fit", "--config", "configs/gpt_nano.yaml", "--trainer.max_steps", "1", "--trainer.logger", "false", "--data.init_args.block_size", "32")
     text = torch.load(os.path.join(runs, "gpt_nano", "checkpoints", "last.ckpt"), weights_only=True)["hyper_parameters"]
-    assert text["net"]["init_args"]["vocab_size"] == 257  # the byte tokenizer's
+    assert text["net"]["init_args"]["vocab_size"] == 261  # the byte tokenizer's
     assert text["net"]["init_args"]["block_size"] == 32  # written once, in the data
     config = yaml.safe_load(open(os.path.join(runs, "gpt_nano", "config.yaml")))
     assert config["model"]["init_args"]["net"]["init_args"]["block_size"] == 32 and config["seed_everything"] == 1337  # the shared default
@@ -106,7 +106,7 @@ def test_resume_continues_from_last_and_validate_reads_it(cli, capsys):
         (["--data.init_args.tokenizer", "sentencepiece"], "tokenizer='sentencepiece': expected gpt2, bpe, bytes, a tokenizer.json"),
         (["--data.init_args.block_size", "500000"], "data.block_size=500000 is too large for the val split"),
         (["--model.init_args.net.init_args.block_size", "32"], "model.init_args.net.init_args.block_size=32 disagrees with the data's block_size (64): expected 64"),
-        (["--model.init_args.net.init_args.vocab_size", "100"], "model.init_args.net.init_args.vocab_size=100 disagrees with the data's vocab_size (257): expected at least 257"),
+        (["--model.init_args.net.init_args.vocab_size", "100"], "model.init_args.net.init_args.vocab_size=100 disagrees with the data's vocab_size (261): expected at least 261"),
         (["--ckpt_path", "last"], "--ckpt_path last: no checkpoint to resume"),
         (["--ckpt_path", "nowhere.ckpt"], "--ckpt_path nowhere.ckpt: no such file"),
         (["--trainer.max_stepz", "3"], "trainer.max_stepz"),
@@ -143,7 +143,7 @@ def test_checkpoints_load_weights_only_and_must_fit_the_model(cli, capsys, tmp_p
     torch.save(ckpt, tmp_path / "no_net.ckpt")
     line = error_line(cli, capsys, "validate", "--config", "configs/gpt_nano.yaml", "--ckpt_path", str(tmp_path / "no_net.ckpt"),
                    "--model.init_args.net.init_args.n_embd", "48")  # fmt: skip
-    assert "does not fit the configured model: net.wte.weight has shape (257, 32) in the checkpoint and (257, 48) in the model" in line
+    assert "does not fit the configured model: net.wte.weight has shape (261, 32) in the checkpoint and (261, 48) in the model" in line
 
     ckpt["hyper_parameters"]["payload"] = subprocess.Popen  # an object that unpickling would import
     torch.save(ckpt, tmp_path / "code.ckpt")

@@ -146,7 +146,7 @@ def test_print_config_shows_what_the_data_fills_in(repo_root, capsys):
         main(["fit", "--config", "configs/gpt_nano.yaml", "--print_config"])
     assert exit.value.code == 0
     net = yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]["net"]["init_args"]
-    assert net["vocab_size"] == 257 and net["block_size"] == 64  # from the bytes tokenizer and the data's windows
+    assert net["vocab_size"] == 261 and net["block_size"] == 64  # from the bytes tokenizer and the data's windows
 
 
 def test_is_compiled():

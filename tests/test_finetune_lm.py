@@ -14,6 +14,7 @@ from core.batches import TokenBatch
 from core.checkpoints import CHECKPOINT_FORMAT
 from core.labels import IGNORE
 from datamodules.prompts import PromptResponseDataModule, bbc_headlines
+from datamodules.tokenizers import ByteTokenizer
 from tasks import CausalLM
 from tasks.nets import GPT
 from tests.helpers import error_line
@@ -164,23 +165,23 @@ def test_targets_are_ignored_exactly_at_prompt_and_padding(tmp_path):
     path = write_jsonl(tmp_path / "pairs.jsonl", records)
     data = PromptResponseDataModule(path, prompt_field="q", response_field="a", tokenizer="bytes", block_size=16, batch_size=4, val_fraction=0.25)
     data.setup("fit")
-    assert (data.info.vocab_size, data.info.block_size) == (257, 16) and data.stats["left_out"] == 0
+    assert (data.info.vocab_size, data.info.block_size) == (261, 16) and data.stats["left_out"] == 0
     assert len(data.train_set) == 9 and len(data.val_set) == 3
     seen, train = set(), data.train_dataloader()
-    epochs = [train] * 4  # several shuffles, so that some batch has its longest row uncut
-    for epoch, loader in enumerate([*epochs, data.val_dataloader()]):
+    uncut = [data.collate([e for e in data.train_set if len(e[0]) <= 16])]  # a batch whose longest row is whole, which a shuffle may never make
+    for epoch, loader in enumerate([train, train, data.val_dataloader(), uncut]):
         if loader is train:
             train.sampler.set_epoch(epoch)
         for batch in loader:
             assert batch.input_ids.dtype == batch.targets.dtype == torch.int64 and batch.targets.shape == batch.input_ids.shape
             for ids, target in zip(batch.input_ids.tolist(), batch.targets.tolist()):
-                row = ids + [target[-1] if target[-1] != IGNORE else 256]  # the last token is only a target (256: end-of-text, also the pad)
+                row = ids + [target[-1] if target[-1] != IGNORE else 256]  # the last token is only a target (256: end-of-text; the pad is 257)
                 n_prompt = next(i for i, t in enumerate(row) if t != ord("x"))
-                length = row.index(256) + 1 if 256 in row else 17  # up to the end-of-text (also the pad token), or cut at block_size + 1
+                length = row.index(256) + 1 if 256 in row else 17  # up to the end-of-text, or cut at block_size + 1
                 assert target == [row[t + 1] if n_prompt <= t + 1 < length else IGNORE for t in range(len(row) - 1)]
                 seen.add("cut" if length == 17 else "padded" if length < len(row) else "longest")
     assert seen == {"cut", "padded", "longest"}
-    assert data.state_dict() == {"tokenizer": "bytes"}
+    assert data.state_dict() == {"tokenizer": ByteTokenizer().to_str()}
 
 
 def test_long_prompts_are_cut_or_left_out_and_the_split_is_seeded(tmp_path):

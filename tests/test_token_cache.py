@@ -192,9 +192,9 @@ def test_ids_beyond_a_crafted_tokenizers_vocabulary_are_refused_at_build(tmp_pat
 
 
 def test_ids_beyond_a_stub_tokenizers_vocabulary_are_refused_at_build(tmp_path, monkeypatch):
-    monkeypatch.setattr(ByteTokenizer, "encode_batch", lambda self, texts, max_length=None: [[104, 105, 257] for _ in texts])
+    monkeypatch.setattr(ByteTokenizer, "encode_batch", lambda self, texts, max_length=None: [[104, 105, 261] for _ in texts])
     dm = make_dm(tmp_path / "cache", tokenizer="bytes")
-    message = r"tokenizer 'bytes' gave token id 257 for the train split, outside its vocabulary of 257 \(ids 0-256\)"
+    message = r"tokenizer 'bytes' gave token id 261 for the train split, outside its vocabulary of 261 \(ids 0-260\)"
     with pytest.raises(ValueError, match=message):
         dm.prepare_data()
     assert os.listdir(tmp_path / "cache") == []

@@ -27,7 +27,7 @@ def test_offline_run_resumes_into_the_same_wandb_run(cli, monkeypatch, capsys):
 
     # the whole nested config, once: no flattened duplicates of the model's hyperparameters
     config = second["config"]
-    assert config["model"]["init_args"]["net"]["init_args"]["vocab_size"] == 257
+    assert config["model"]["init_args"]["net"]["init_args"]["vocab_size"] == 261
     assert config["trainer"]["max_steps"] == 20 and "lr" not in config and "net" not in config
 
     steps = [[row["trainer/global_step"] for row in s["history"] if "train/loss" in row] for s in (first, second)]
