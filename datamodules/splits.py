@@ -20,14 +20,12 @@ def check_label_budget(labels_per_class: int | None, label_fraction: float | Non
         check_fraction("label_fraction", label_fraction, upper_inclusive=True)
 
 
-def split_by_class(
-    labels: np.ndarray, val_fraction: float, labels_per_class: int | None, label_fraction: float | None, seed: int
-) -> dict[str, np.ndarray]:
-    """Indices of ``val`` (``val_fraction`` of each class), ``train`` (``labels_per_class`` of each
-    class, or ``label_fraction`` of the rest, or all of the rest) and ``unlabeled`` (what is left).
+def held_out(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the held-out examples (``val_fraction`` of each class, at least one) and of the rest.
 
-    Stratified and seeded: the same ``seed`` always holds out the same examples, so runs that differ
-    in their model or their number of labels are evaluated on the same set."""
+    The one split of a labelled corpus: a classifier is scored on the held-out part, and a language model
+    pretrained on the same corpus (``datamodules.TextDataModule``) holds out exactly these documents, so that
+    pretraining never reads an article a classifier is scored on. Unlabelled data is one class."""
     check_fraction("val_fraction", val_fraction)
     rng = np.random.default_rng(seed)
     val, rest = [], []
@@ -36,8 +34,21 @@ def split_by_class(
         n_val = max(1, round(len(idx) * val_fraction))
         val.append(idx[:n_val])
         rest.append(idx[n_val:])
-    train, unlabeled = few_labels(labels, np.concatenate(rest), labels_per_class, label_fraction, seed)
-    return {"val": rng.permutation(np.concatenate(val)), "train": train, "unlabeled": np.concatenate([unlabeled, np.flatnonzero(labels == UNLABELED)])}
+    return rng.permutation(np.concatenate(val)), np.concatenate(rest)
+
+
+def split_by_class(
+    labels: np.ndarray, val_fraction: float, labels_per_class: int | None, label_fraction: float | None, seed: int, labels_seed: int | None = None
+) -> dict[str, np.ndarray]:
+    """Indices of ``val`` (``held_out``), ``train`` (``labels_per_class`` of each class, or
+    ``label_fraction`` of the rest, or all of the rest) and ``unlabeled`` (what is left).
+
+    Stratified and seeded: the same ``seed`` always holds out the same examples, so runs that differ
+    in their model or their number of labels are evaluated on the same set; ``labels_seed`` (default:
+    ``seed``) chooses the few labelled ones, so that runs can differ in their labels alone."""
+    val, rest = held_out(labels, val_fraction, seed)
+    train, unlabeled = few_labels(labels, rest, labels_per_class, label_fraction, seed if labels_seed is None else labels_seed)
+    return {"val": val, "train": train, "unlabeled": np.concatenate([unlabeled, np.flatnonzero(labels == UNLABELED)])}
 
 
 def few_labels(labels: np.ndarray, idx: np.ndarray, labels_per_class: int | None, label_fraction: float | None, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -17,11 +17,11 @@ from core.batches import TokenBatch
 from core.checks import non_negative, positive
 from core.data import DataInfo
 from datamodules.base import DataModule
-from datamodules.corpora import read_documents, resolve_files
-from datamodules.splits import check_fraction
+from datamodules.corpora import folder_labels, read_documents, resolve_files
+from datamodules.splits import check_fraction, held_out
 from datamodules.tokenizers import NAMES, BPETokenizer, SavesTokenizer, load_tokenizer, tokenizer_vocab_size
 
-CACHE_FORMAT = 2  # bump when the token files' layout changes (2: meta.json records each file's size and checksum)
+CACHE_FORMAT = 3  # bump when the token files' layout changes (2: meta.json records sizes and checksums; 3: the BPE reserves [MASK]..., BBC News splits by topic)
 TOKEN_BYTES = np.dtype(np.uint32).itemsize
 
 
@@ -64,8 +64,10 @@ class TextDataModule(SavesTokenizer, DataModule):
         bpe_vocab_size: vocabulary size of the trained BPE.
         block_size: tokens per training window: the network's context (``info.block_size``).
         batch_size: windows per batch (per device).
-        val_fraction: share of documents held out for validation, chosen by ``split_seed``;
-            a corpus of a single document holds out its last ``val_fraction`` of tokens instead.
+        val_fraction: share of documents held out for validation, chosen by ``split_seed``; ``bbc_news``
+            holds out that share of each topic, the very articles ``LabeledTextDataModule`` scores its
+            classifiers on at the same ``val_fraction`` and ``split_seed``: pretraining never reads them.
+            A corpus of a single document holds out its last ``val_fraction`` of tokens instead.
         num_workers: DataLoader worker processes.
         cache_dir: where token files are cached, keyed by a hash of the inputs and tokenizer.
     """
@@ -134,19 +136,28 @@ class TextDataModule(SavesTokenizer, DataModule):
             print(f"warning: token cache {path} is corrupt ({problem}): rebuilding it", file=sys.stderr, flush=True)
         self._build(path)
 
-    def _build(self, path: str) -> None:
-        start = time.perf_counter()
-        docs = [d for d in read_documents(self.files, self.format, self.text_field) if d.strip()]
+    def split_documents(self) -> tuple[list[str], list[str], int]:
+        """The train and val documents (``datamodules.splits.held_out``, by topic for a labelled corpus),
+        and how many copies of val documents were left out of train."""
+        docs = list(read_documents(self.files, self.format, self.text_field))
+        labels = folder_labels(self.corpus, self.files) or [""] * len(docs)
+        kept = [i for i, d in enumerate(docs) if d.strip()]
+        docs, labels = [docs[i] for i in kept], [labels[i] for i in kept]
         if not docs:
             raise ValueError(f"corpus {self.corpus!r}: no text in its {len(self.files)} file(s)")
         if len(docs) == 1:  # one document: hold out its tail
             cut = int(len(docs[0]) * (1 - self.val_fraction))
-            train_docs, val_docs = [docs[0][:cut]], [docs[0][cut:]]
-        else:
-            order = np.random.default_rng(self.split_seed).permutation(len(docs))
-            n_val = max(1, round(len(docs) * self.val_fraction))
-            val_docs = [docs[i] for i in sorted(order[:n_val])]
-            train_docs = [docs[i] for i in sorted(order[n_val:])]
+            return [docs[0][:cut]], [docs[0][cut:]], 0
+        val, _ = held_out(np.unique(labels, return_inverse=True)[1], self.val_fraction, self.split_seed)
+        val_docs = [docs[i] for i in sorted(val)]
+        seen = set(val_docs)  # BBC News has articles twice, under two names: a copy of a held-out one is held out too
+        train_docs = [d for d in docs if d not in seen]
+        return train_docs, val_docs, len(docs) - len(val_docs) - len(train_docs)
+
+    def _build(self, path: str) -> None:
+        start = time.perf_counter()
+        train_docs, val_docs, copies = self.split_documents()
+        docs = [*train_docs, *val_docs]
 
         tmp = f"{path}.tmp-{os.getpid()}"  # written aside, then renamed: a killed run leaves no half cache
         os.makedirs(tmp, exist_ok=True)
@@ -154,7 +165,7 @@ class TextDataModule(SavesTokenizer, DataModule):
             tokenizer = self.tokenizer or BPETokenizer.train(train_docs, self.bpe_vocab_size)
             if self.tokenizer_name == "bpe":
                 tokenizer.save(os.path.join(tmp, "tokenizer.json"))
-            meta = {"corpus": self.corpus, "tokenizer": self.tokenizer_name, "documents": len(docs), "bytes": sum(map(len, docs))}
+            meta = {"corpus": self.corpus, "tokenizer": self.tokenizer_name, "documents": len(docs) + copies, "copies_left_out": copies, "bytes": sum(map(len, docs))}
             for split, split_docs in (("train", train_docs), ("val", val_docs)):
                 tokens = _concat_with_eos(tokenizer.encode_batch(split_docs), tokenizer.eos_id)
                 if len(tokens) and int(tokens.max()) >= self.vocab_size:  # once, here: the checksums keep it true later
@@ -227,14 +238,17 @@ class TextDataModule(SavesTokenizer, DataModule):
     test_dataloader = val_dataloader
 
 
-def _concat_with_eos(sequences: list[list[int]], eos_id: int) -> np.ndarray:
-    """One token stream, each document followed by the end-of-text token."""
-    lengths = np.array([len(s) + 1 for s in sequences])
+def _concat_with_eos(sequences: list[list[int]], eos_id: int | None) -> np.ndarray:
+    """One token stream, each document followed by the end-of-text token; without one (a BERT's
+    WordPiece), as encoded: its own [CLS] ... [SEP] mark where each document begins and ends."""
+    end_token = 0 if eos_id is None else 1
+    lengths = np.array([len(s) + end_token for s in sequences], dtype=np.int64)
     out = np.empty(lengths.sum(), dtype=np.uint32)
     ends = np.cumsum(lengths)
     for seq, end in zip(sequences, ends):
-        out[end - len(seq) - 1 : end - 1] = seq
-    out[ends - 1] = eos_id
+        out[end - len(seq) - end_token : end - end_token] = seq
+    if eos_id is not None:
+        out[ends - 1] = eos_id
     return out
 
 

@@ -75,7 +75,7 @@ def test_packaged_corpora_are_found_offline(tmp_path):
     dm = make_dm(tmp_path, "bbc_news")
     dm.prepare_data()
     dm.setup("fit")
-    assert dm.stats["documents"] == 2225 and dm.stats["val_documents"] == 222
+    assert dm.stats["documents"] == 2225 and dm.stats["val_documents"] == 223 and dm.stats["copies_left_out"] == 24  # 10% of each topic; copies of those left out of train
     assert 0 < dm.reference_loss() < np.log(257)  # the unigram entropy of the val tokens
 
 
