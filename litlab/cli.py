@@ -242,6 +242,8 @@ class PlatformCLI(LightningCLI):
         if reference is not None and val_loss is not None:
             gap = reference - float(val_loss)
             lines.append(f"  unigram entropy of the val tokens: {reference:.4f} (val/loss is {abs(gap):.2f} nats {'below' if gap >= 0 else 'above'})")
+        if isinstance(model, Task):
+            lines += model.summary()
         sample = model.last_sample if isinstance(model, Task) else None
         if isinstance(sample, torch.Tensor):
             save_png(sample, path := os.path.join(self.run_dir, "sample.png"))

@@ -61,6 +61,10 @@ class Task(L.LightningModule):
         """Refuse data the task cannot learn from, in one line; keep ``info`` (the tokenizer, the class names)."""
         self.data = info
 
+    def summary(self) -> list[str]:
+        """Lines of the task's own for the summary that ``fit`` prints at its end (indented two spaces)."""
+        return []
+
     # -- the networks --------------------------------------------------------------------------
     @property
     def main_network(self) -> str:

@@ -1,5 +1,6 @@
 """A GPT in one file, after nanoGPT: pre-LayerNorm decoder blocks, causal self-attention through
-``scaled_dot_product_attention`` (flash or memory-efficient kernels on a GPU), tied embeddings."""
+``scaled_dot_product_attention`` (flash or memory-efficient kernels on a GPU), tied embeddings.
+With ``causal=False`` the same blocks attend both ways: a BERT-style encoder for masked LM."""
 
 import math
 
@@ -12,20 +13,21 @@ from core.checks import fraction, positive
 from tasks.nets.pooling import pool
 
 
-class CausalSelfAttention(nn.Module):
-    def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool):
+class SelfAttention(nn.Module):
+    def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool, causal: bool):
         super().__init__()
-        self.n_head = n_head
+        self.n_head, self.causal = n_head, causal
         self.qkv = nn.Linear(n_embd, 3 * n_embd, bias=bias)
         self.proj = nn.Linear(n_embd, n_embd, bias=bias)
         self.dropout = dropout
         self.resid_dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
         dropout = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+        keys = None if self.causal or mask is None else mask[:, None, None, :]  # both ways: no token attends to padding
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=keys, dropout_p=dropout, is_causal=self.causal)
         return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(B, T, C)))
 
 
@@ -41,20 +43,21 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool):
+    def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool, causal: bool = True):
         super().__init__()
         self.ln_1 = nn.LayerNorm(n_embd, bias=bias)
-        self.attn = CausalSelfAttention(n_embd, n_head, dropout, bias)
+        self.attn = SelfAttention(n_embd, n_head, dropout, bias, causal)
         self.ln_2 = nn.LayerNorm(n_embd, bias=bias)
         self.mlp = MLP(n_embd, dropout, bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), mask)
         return x + self.mlp(self.ln_2(x))
 
 
 class GPT(nn.Module):
-    """Decoder-only transformer. ``forward(idx)`` returns logits ``(B, T, vocab_size)``.
+    """Decoder-only transformer. ``forward(idx)`` returns logits ``(B, T, vocab_size)``; with
+    ``causal=False``, an encoder whose logits at a position predict its own (masked) token, as BERT's.
 
     Args:
         vocab_size: size of the token vocabulary; ``None`` takes the data's (``from_data``).
@@ -63,6 +66,7 @@ class GPT(nn.Module):
         n_layer, n_head, n_embd: depth, attention heads and width.
         dropout: on attention weights, residual branches and embeddings; in [0, 1).
         bias: biases in Linear and LayerNorm layers (GPT-2 has them; without is a little faster).
+        causal: each token attends to those before it (GPT); False: to all of them (BERT), for ``tasks.MaskedLM``.
         activation_checkpointing: for long contexts: recompute each block in backward, not store its activations (up to 1/3 more compute).
     """
 
@@ -77,6 +81,7 @@ class GPT(nn.Module):
         n_embd: int = 384,
         dropout: float = 0.0,
         bias: bool = False,
+        causal: bool = True,
         activation_checkpointing: bool = False,
     ):
         super().__init__()
@@ -84,13 +89,13 @@ class GPT(nn.Module):
         if n_embd % n_head:
             raise ValueError(f"{type(self).__name__} n_embd={n_embd}, n_head={n_head}: expected n_embd divisible by n_head")
         fraction(self, dropout=dropout)
-        self.vocab_size, self.block_size, self.n_layer, self.n_embd = vocab_size, block_size, n_layer, n_embd
+        self.vocab_size, self.block_size, self.n_layer, self.n_embd, self.causal = vocab_size, block_size, n_layer, n_embd, causal
         self.out_dim = n_embd  # the width of features(), for heads built on top
         self.activation_checkpointing = activation_checkpointing
         self.wte = nn.Embedding(vocab_size, n_embd)
         self.wpe = nn.Embedding(block_size, n_embd)
         self.drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(Block(n_embd, n_head, dropout, bias) for _ in range(n_layer))
+        self.blocks = nn.ModuleList(Block(n_embd, n_head, dropout, bias, causal) for _ in range(n_layer))
         self.ln_f = nn.LayerNorm(n_embd, bias=bias)
         self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # tied input/output embeddings
@@ -109,7 +114,8 @@ class GPT(nn.Module):
 
     def features(self, idx: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Final hidden states ``(B, T, n_embd)``: what a classifier or probe builds on. ``mask`` (real
-        tokens, padding on the right) needs no use: causal attention never lets a real token see padding."""
+        tokens, padding on the right) keeps a bidirectional model's tokens from attending to padding; causal
+        attention never lets a real token see it."""
         T = idx.size(1)
         if T > self.block_size:
             raise ValueError(f"sequence length {T} exceeds the model's block_size {self.block_size}")
@@ -117,11 +123,15 @@ class GPT(nn.Module):
         x = self.drop(self.wte(idx) + self.wpe(pos))
         recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
         for block in self.blocks:  # non-reentrant checkpointing replays the RNG: dropout masks match
-            x = checkpoint(block, x, use_reentrant=False) if recompute else block(x)
+            x = checkpoint(block, x, mask, use_reentrant=False) if recompute else block(x, mask)
         return self.ln_f(x)
 
+    def token_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits over the vocabulary of hidden states ``(..., n_embd)``: the head tied to the embeddings."""
+        return self.lm_head(hidden)
+
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.lm_head(self.features(idx))
+        return self.token_logits(self.features(idx))
 
     def flops_per_token(self, seq_len: int) -> float:
         """Training FLOPs per token (forward + backward), PaLM appendix B: 6N + 12 L T C."""
@@ -131,6 +141,8 @@ class GPT(nn.Module):
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None) -> torch.Tensor:
         """Extend ``idx`` (B, T) by ``max_new_tokens`` sampled tokens; temperature 0 is greedy."""
+        if not self.causal:
+            raise ValueError("GPT causal=False: a bidirectional encoder predicts masked tokens, it does not generate: expected causal: true")
         for _ in range(max_new_tokens):
             logits = self(idx[:, -self.block_size :])[:, -1, :]
             if temperature == 0:
@@ -151,9 +163,9 @@ class GPTEncoder(GPT):
     checkpoint seeds it."""
 
     def __init__(self, vocab_size: int | None = None, block_size: int | None = None, n_layer: int = 6, n_head: int = 6,
-                 n_embd: int = 384, dropout: float = 0.1, bias: bool = False, pooling: str = "mean",
+                 n_embd: int = 384, dropout: float = 0.1, bias: bool = False, pooling: str = "mean", causal: bool = True,
                  activation_checkpointing: bool = False):  # fmt: skip
-        super().__init__(vocab_size, block_size, n_layer, n_head, n_embd, dropout, bias, activation_checkpointing)
+        super().__init__(vocab_size, block_size, n_layer, n_head, n_embd, dropout, bias, causal, activation_checkpointing)
         if pooling not in ("mean", "last"):
             raise ValueError(f"pooling={pooling!r}: expected 'mean' or 'last'")
         self.pooling = pooling

@@ -22,10 +22,14 @@ class HuggingFace(nn.Module):
         pretrained: load the model's weights; False builds the architecture with fresh weights.
         config: changes to the model's config, such as a smaller student:
             ``{num_hidden_layers: 2, hidden_size: 128, num_attention_heads: 2, intermediate_size: 512}``.
+        mlm_head: add the model family's masked-LM head (for ``tasks.MaskedLM``: BERT's transform and a decoder
+            tied to the token embeddings), with its pretrained weights where the folder has them, fresh where
+            not (the shipped MiniLM has none). The encoder's weights keep their names either way.
         activation_checkpointing: for long contexts: recompute each layer in backward, as ``tasks.nets.GPT``'s option does.
     """
 
-    def __init__(self, model: str = "minilm", pretrained: bool = True, config: dict | None = None, activation_checkpointing: bool = False):
+    def __init__(self, model: str = "minilm", pretrained: bool = True, config: dict | None = None, mlm_head: bool = False,
+                 activation_checkpointing: bool = False):  # fmt: skip
         super().__init__()
         import transformers  # slow to import: only where a Hugging Face model is used
 
@@ -35,12 +39,20 @@ class HuggingFace(nn.Module):
         with loading(model):
             model_config = transformers.AutoConfig.from_pretrained(path, **(config or {}))
         check_config(model_config)  # before the model is built: a size of 0 builds one without layers, or fails deep inside
+        auto = transformers.AutoModelForMaskedLM if mlm_head else transformers.AutoModel
         with loading(model):
-            self.model = transformers.AutoModel.from_pretrained(path, config=model_config) if pretrained else transformers.AutoModel.from_config(model_config)
+            self.model = auto.from_pretrained(path, config=model_config) if pretrained else auto.from_config(model_config)
+        self.mlm_head = None
+        if mlm_head:  # the encoder as AutoModel names it, and the head beside it, its decoder still tied to the embeddings
+            heads = [module for module in self.model.children() if module is not self.model.base_model]
+            if len(heads) != 1:
+                raise ValueError(f"HuggingFace model={model!r}: {type(self.model).__name__} has no single masked-LM head module: mlm_head is for BERT-like families")
+            self.model, self.mlm_head = self.model.base_model, heads[0]
         self.model.train()  # from_pretrained returns eval mode, and Lightning keeps the mode a module is built in
         if getattr(self.model, "pooler", None) is not None:
             self.model.pooler = None  # BERT's pooler is trained for next-sentence prediction; we pool ourselves
         self.vocab_size, self.out_dim = model_config.vocab_size, model_config.hidden_size
+        self.block_size = getattr(model_config, "max_position_embeddings", None)  # the longest input it embeds
         if activation_checkpointing:
             if not self.model.supports_gradient_checkpointing:
                 raise ValueError(f"HuggingFace model={model!r}: {type(self.model).__name__} does not support activation_checkpointing")
@@ -52,6 +64,12 @@ class HuggingFace(nn.Module):
 
     def features(self, idx: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.model(input_ids=idx, attention_mask=mask).last_hidden_state
+
+    def token_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits over the vocabulary of hidden states ``(..., out_dim)``: the masked-LM head."""
+        if self.mlm_head is None:
+            raise ValueError("HuggingFace mlm_head=False: the network has no head over the vocabulary: expected mlm_head: true")
+        return self.mlm_head(hidden)
 
     def forward(self, idx: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return pool(self.features(idx, mask), mask, "mean")

@@ -1,0 +1,78 @@
+"""What causal and masked language modelling share: a network over a vocabulary, the data it must fit,
+the loss and perplexity of validation, and a text sample logged at every validation."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric
+
+from core.checkpoints import load_state, read_checkpoint, record
+from core.data import DataInfo
+from core.labels import IGNORE
+from tasks.base import Task
+
+
+class LanguageModel(Task):
+    """Base of ``tasks.CausalLM`` and ``tasks.MaskedLM``. A subclass defines ``loss(batch)``, what
+    validation scores (``validation_step``, through ``evaluate``) and ``sample()``, the text it makes
+    at each validation.
+
+    Args:
+        net: the network: ``features(idx, mask)`` gives hidden states, ``token_logits(hidden)`` the logits
+            over the vocabulary; it has ``vocab_size`` and ``block_size``.
+        init_ckpt: start from the main network of this checkpoint of the platform (a language model's net,
+            a distillation's student's), with a fresh optimizer and schedule at step 0: fine-tuning, or
+            continued pretraining. Loaded when the task is built, so a ``--ckpt_path`` resume then replaces it.
+        **kwargs: ``optimizer``, ``schedule``, ``compile`` (``tasks.base.Task``).
+    """
+
+    networks = ("net",)
+
+    def __init__(self, net: nn.Module, init_ckpt: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.net = net
+        if init_ckpt:
+            checkpoint = read_checkpoint(init_ckpt, what="init_ckpt")
+            load_state(self.net, checkpoint, record(checkpoint)["main_network"], f"init_ckpt {init_ckpt}")
+        self.val_loss = MeanMetric()
+
+    @property
+    def num_outputs(self) -> int:
+        """The size of each prediction: the vocabulary (what a distillation's teacher and student share)."""
+        return self.net.vocab_size
+
+    def use_data(self, info: DataInfo) -> None:
+        if info.vocab_size and self.net.vocab_size < info.vocab_size:
+            raise ValueError(f"net vocab_size={self.net.vocab_size} is smaller than the tokenizer's vocabulary ({info.vocab_size}): expected at least {info.vocab_size}")
+        block_size = getattr(self.net, "block_size", None)
+        if info.block_size and block_size and info.block_size > block_size:
+            raise ValueError(f"data.block_size={info.block_size} exceeds the model's context, net block_size={block_size}: lower the first or raise the second")
+        self.data = info
+
+    def evaluate(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        """Add a validation batch's predictions ``(N, vocab)`` to the metrics (shared with distillation),
+        weighted by the number of scored targets (``IGNORE``: not scored)."""
+        scored = (targets != IGNORE).sum()
+        loss = F.cross_entropy(logits.float(), targets, ignore_index=IGNORE, reduction="sum")
+        self.val_loss.update(loss / scored.clamp(min=1), weight=scored)
+
+    def val_metrics(self) -> dict[str, torch.Tensor]:
+        loss = self.val_loss.compute()
+        self.val_loss.reset()
+        return {"val/loss": loss, "val/ppl": loss.exp()}
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss = self.loss(batch)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict(self.val_metrics(), prog_bar=True, sync_dist=False)
+        if self.data.tokenizer is not None and not self.trainer.sanity_checking:
+            self.last_sample = self.sample()
+            if self.last_sample is not None and hasattr(self.logger, "log_text"):
+                self.logger.log_text("samples", columns=["step", "text"], data=[[self.global_step, self.last_sample]])
+
+    def sample(self) -> str | None:
+        """The text this model makes at a validation, for the logger and the summary; None: none."""
+        return None
