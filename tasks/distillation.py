@@ -1,12 +1,16 @@
 """Distillation: a smaller student learns from a frozen teacher's softened predictions."""
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from core.data import DataInfo
+from core.labels import IGNORE, UNLABELED
 from tasks.base import Task
 from tasks.checkpoints import load_task
 from tasks.losses import distillation_loss
+
+TARGETS = ("soft", "hard")
 
 
 class Distillation(Task):
@@ -27,6 +31,10 @@ class Distillation(Task):
             (rebuilt from its own hyperparameters). Frozen and in eval mode throughout.
         alpha: weight of the distillation term; 1 - alpha goes to the hard labels.
         temperature: softens both distributions; the KL is scaled by T^2 to keep its gradients' size.
+        targets: ``soft``, the loss above; ``hard``, pseudo-labelling: cross-entropy alone, against the
+            teacher's most likely class where an example has no label and its own label where it has
+            one (no KL, so ``alpha`` and ``temperature`` take no part). It separates what the teacher's
+            soft targets add from what the extra data it labels adds.
         **kwargs: ``optimizer``, ``schedule``, ``compile`` (``tasks.base.Task``; each of student and
             teacher compiles as its own ``compile`` says).
     """
@@ -40,11 +48,14 @@ class Distillation(Task):
         teacher_ckpt: str | None = None,
         alpha: float = 0.5,
         temperature: float = 2.0,
+        targets: str = "soft",
         **kwargs,
     ):
         super().__init__(**kwargs)
         if not 0 <= alpha <= 1 or temperature <= 0:
             raise ValueError(f"alpha={alpha}, temperature={temperature}: expected 0 <= alpha <= 1 and temperature > 0")
+        if targets not in TARGETS:
+            raise ValueError(f"Distillation targets={targets!r}: expected one of {', '.join(TARGETS)}")
         if teacher_ckpt:  # recorded as a config too, so that a resume rebuilds it without the file
             teacher = load_task(teacher_ckpt)
             self.hparams["teacher"] = {"class_path": f"{type(teacher).__module__}.{type(teacher).__name__}",
@@ -71,6 +82,10 @@ class Distillation(Task):
         logits, targets = self.student.logits_and_targets(batch)
         with torch.no_grad():
             teacher_logits, _ = self.teacher.logits_and_targets(batch)
+        if self.hparams.targets == "hard":
+            loss = F.cross_entropy(logits.float(), targets.where(targets != UNLABELED, teacher_logits.argmax(-1)), ignore_index=IGNORE)
+            self.log("train/loss", loss, prog_bar=True)
+            return loss
         loss, kl, ce = distillation_loss(logits, teacher_logits, targets, self.hparams.alpha, self.hparams.temperature)
         self.log_dict({"train/loss": loss, "train/kl": kl, "train/ce": ce}, prog_bar=True)
         return loss

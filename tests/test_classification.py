@@ -13,9 +13,10 @@ import torch
 
 from core.batches import TextBatch
 from core.checkpoints import CHECKPOINT_FORMAT
+from core.labels import UNLABELED
 from datamodules import ImageDataModule, LabeledTextDataModule
 from datamodules.splits import split_by_class
-from tasks import Classification
+from tasks import Classification, Distillation
 from tasks.checkpoints import load_task
 from tasks.nets import GPT, ConvEncoder, HuggingFace, MLPDecoder
 from tests.helpers import error_line, fit
@@ -251,3 +252,20 @@ def test_checkpoints_from_before_the_contracts_are_refused_in_one_line(cli, caps
         load_task(str(tmp_path / "old.ckpt"))
     line = error_line(cli, capsys, "fit", "--config", "configs/gpt_nano.yaml", "--ckpt_path", str(tmp_path / "old.ckpt"), "--trainer.logger", "false")
     assert line.startswith(f"error: --ckpt_path {tmp_path / 'old.ckpt'}: written before 2026-12-02 by an earlier version of this platform")
+
+
+def test_hard_targets_are_the_teachers_classes_where_an_example_has_no_label():
+    """Distillation's pseudo-labelling arm: cross-entropy alone, against the label where there is one
+    and the teacher's most likely class where there is none."""
+    torch.manual_seed(0)
+    student, teacher = (Classification(backbone=GPT(vocab_size=50, block_size=16, n_layer=1, n_head=2, n_embd=16), num_classes=3) for _ in range(2))
+    task = Distillation(student, teacher, targets="hard")
+    task.log = lambda *args, **kwargs: None
+    labels = torch.tensor([0, UNLABELED, 2, UNLABELED])
+    batch = TextBatch(input_ids=torch.randint(50, (4, 8)), mask=torch.ones(4, 8, dtype=torch.bool), labels=labels)
+    loss = task.training_step(batch, 0)
+    logits, teacher_logits = student.logits_and_targets(batch)[0], teacher.logits_and_targets(batch)[0]
+    expected = torch.where(labels == UNLABELED, teacher_logits.argmax(-1), labels)
+    assert torch.allclose(loss, torch.nn.functional.cross_entropy(logits, expected))
+    with pytest.raises(ValueError, match="Distillation targets='sharp': expected one of soft, hard"):
+        Distillation(student, teacher, targets="sharp")
