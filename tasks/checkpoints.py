@@ -28,6 +28,13 @@ def main_network(checkpoint: dict, what: str) -> tuple[nn.Module, dict]:
     return network, spec
 
 
+def init_from(network: nn.Module, ckpt_path: str) -> None:
+    """Load into ``network`` the weights of a checkpoint's main network (an ``init_ckpt``): the same
+    architecture, which a one-line error enforces; the optimizer and schedule start afresh."""
+    checkpoint = read_checkpoint(ckpt_path, what="init_ckpt")
+    load_state(network, checkpoint, record(checkpoint)["main_network"], f"init_ckpt {ckpt_path}")
+
+
 def load_network(ckpt_path: str, what: str = "checkpoint") -> nn.Module:
     """The main network of a checkpoint: a CausalLM's GPT, a reconstruction or contrastive run's encoder,
     a classifier's backbone, a distillation's student's network."""

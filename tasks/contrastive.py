@@ -11,6 +11,7 @@ from core.checks import positive
 from core.data import DataInfo
 from core.labels import UNLABELED
 from tasks.base import Task
+from tasks.checkpoints import init_from
 from tasks.losses import nt_xent
 from tasks.rng import seeded
 
@@ -36,6 +37,8 @@ class Contrastive(Task):
         augment: makes a view of a batch; None encodes the input twice with dropout on.
         num_classes: for the probe and kNN; None (no labels) turns them off.
         knn_k: neighbours that vote.
+        init_ckpt: start the encoder from the main network of this checkpoint (SimCSE from a pretrained
+            GPT: a CausalLM checkpoint seeds a ``GPTEncoder`` of its size).
         **kwargs: ``optimizer``, ``schedule``, ``compile`` (``tasks.base.Task``).
     """
 
@@ -50,6 +53,7 @@ class Contrastive(Task):
         augment: nn.Module | None = None,
         num_classes: int | None = None,
         knn_k: int = 20,
+        init_ckpt: str | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -59,6 +63,8 @@ class Contrastive(Task):
         if num_classes is not None and num_classes < 2:
             raise ValueError(f"Contrastive num_classes={num_classes}: expected at least 2, or None (no labels: no probe nor kNN)")
         self.encoder, self.augment = encoder, augment
+        if init_ckpt:
+            init_from(self.encoder, init_ckpt)
         width = encoder.out_dim
         self.projector = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, projection_dim))
         self.probe = nn.Linear(width, num_classes) if num_classes else None

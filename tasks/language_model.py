@@ -6,10 +6,10 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
 
-from core.checkpoints import load_state, read_checkpoint, record
 from core.data import DataInfo
 from core.labels import IGNORE
 from tasks.base import Task
+from tasks.checkpoints import init_from
 
 
 class LanguageModel(Task):
@@ -32,8 +32,7 @@ class LanguageModel(Task):
         super().__init__(**kwargs)
         self.net = net
         if init_ckpt:
-            checkpoint = read_checkpoint(init_ckpt, what="init_ckpt")
-            load_state(self.net, checkpoint, record(checkpoint)["main_network"], f"init_ckpt {init_ckpt}")
+            init_from(self.net, init_ckpt)
         self.val_loss = MeanMetric()
 
     @property
@@ -72,6 +71,16 @@ class LanguageModel(Task):
             self.last_sample = self.sample()
             if self.last_sample is not None and hasattr(self.logger, "log_text"):
                 self.logger.log_text("samples", columns=["step", "text"], data=[[self.global_step, self.last_sample]])
+
+    def summary(self) -> list[str]:
+        """The final val/loss beside the unigram entropy of the validation tokens (where the data knows it):
+        the loss of a model that knows only how often each token occurs."""
+        loss, datamodule = self.trainer.callback_metrics.get("val/loss"), self.trainer.datamodule
+        reference = datamodule.reference_loss() if hasattr(datamodule, "reference_loss") else None
+        if loss is None or reference is None:
+            return []
+        gap = reference - float(loss)
+        return [f"  unigram entropy of the val tokens: {reference:.4f} (val/loss is {abs(gap):.2f} nats {'below' if gap >= 0 else 'above'})"]
 
     def sample(self) -> str | None:
         """The text this model makes at a validation, for the logger and the summary; None: none."""
