@@ -238,10 +238,6 @@ class PlatformCLI(LightningCLI):
         val_loss = trainer.callback_metrics.get("val/loss")
         if val_loss is not None:
             lines.append(f"  final val/loss: {float(val_loss):.4f}")
-        reference = datamodule.reference_loss() if isinstance(datamodule, DataModule) else None
-        if reference is not None and val_loss is not None:
-            gap = reference - float(val_loss)
-            lines.append(f"  unigram entropy of the val tokens: {reference:.4f} (val/loss is {abs(gap):.2f} nats {'below' if gap >= 0 else 'above'})")
         if isinstance(model, Task):
             lines += model.summary()
         sample = model.last_sample if isinstance(model, Task) else None

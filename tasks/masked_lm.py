@@ -103,8 +103,8 @@ class MaskedLM(LanguageModel):
     def summary(self) -> list[str]:
         acc = self.trainer.callback_metrics.get("val/mlm_acc")
         if acc is None or self.baseline_acc is None:
-            return []
-        return [f"  val/mlm_acc: {float(acc):.4f} (always predicting the most frequent token: {self.baseline_acc:.4f})"]
+            return super().summary()
+        return [*super().summary(), f"  val/mlm_acc: {float(acc):.4f} (always predicting the most frequent token: {self.baseline_acc:.4f})"]
 
     def sample(self) -> str | None:
         return self.fill(self.hparams.sample_text) if self.hparams.sample_text else None

@@ -140,6 +140,7 @@ def test_the_mlm_head_of_a_hugging_face_bert_keeps_the_encoder_names():
     assert set(plain.state_dict()) < set(with_head.state_dict())
     assert {k.split(".")[0] for k in set(with_head.state_dict()) - set(plain.state_dict())} == {"mlm_head"}
     assert with_head.mlm_head.predictions.decoder.weight is with_head.model.embeddings.word_embeddings.weight
+    assert all(module.training for module in HuggingFace(mlm_head=True).modules())  # from_pretrained's eval mode, undone for the head too
     assert with_head.token_logits(with_head.features(torch.tensor([[101, 103, 102]]))).shape == (1, 3, 30522)
     with pytest.raises(ValueError, match="mlm_head=False: the network has no head over the vocabulary"):
         plain.token_logits(torch.zeros(1, 32))

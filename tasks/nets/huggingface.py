@@ -48,7 +48,7 @@ class HuggingFace(nn.Module):
             if len(heads) != 1:
                 raise ValueError(f"HuggingFace model={model!r}: {type(self.model).__name__} has no single masked-LM head module: mlm_head is for BERT-like families")
             self.model, self.mlm_head = self.model.base_model, heads[0]
-        self.model.train()  # from_pretrained returns eval mode, and Lightning keeps the mode a module is built in
+        self.train()  # from_pretrained returns eval mode (the head too), and Lightning keeps the mode a module is built in
         if getattr(self.model, "pooler", None) is not None:
             self.model.pooler = None  # BERT's pooler is trained for next-sentence prediction; we pool ourselves
         self.vocab_size, self.out_dim = model_config.vocab_size, model_config.hidden_size
