@@ -128,6 +128,8 @@ class ImageDataModule(DataModule):
         val_fraction, test_fraction: shares held out, chosen by ``split_seed``.
         labels_per_class, label_fraction: train with this few labelled images (per class, or a share
             of each class); the other training images are left out.
+        labels_seed: which images are labelled (default: ``split_seed``); varied alone, the held-out
+            images stay those a backbone pretrained at the same ``split_seed`` never saw.
         batch_size, num_workers: for the loaders; the training loader drops its last partial batch.
     """
 
@@ -139,6 +141,7 @@ class ImageDataModule(DataModule):
         split_seed: int = 0,
         labels_per_class: int | None = None,
         label_fraction: float | None = None,
+        labels_seed: int | None = None,
         batch_size: int = 128,
         num_workers: int = 0,
     ):
@@ -154,6 +157,7 @@ class ImageDataModule(DataModule):
         self.source, self.val_fraction, self.test_fraction, self.split_seed = source, val_fraction, test_fraction, split_seed
         self.batch_size, self.num_workers = batch_size, num_workers
         self.labels_per_class, self.label_fraction = labels_per_class, label_fraction
+        self.labels_seed = split_seed if labels_seed is None else labels_seed
         images, labels = load_images(source)
         self.images = torch.from_numpy(images * 2 - 1)  # [0, 1] -> [-1, 1]
         self.labels = torch.from_numpy(labels) if labels is not None else torch.full((len(images),), UNLABELED)
@@ -172,7 +176,7 @@ class ImageDataModule(DataModule):
         n_val, n_test = round(len(order) * self.val_fraction), round(len(order) * self.test_fraction)
         parts = {"val": order[:n_val], "test": order[n_val : n_val + n_test], "train": order[n_val + n_test :]}
         if self.labels_per_class is not None or self.label_fraction is not None:
-            train, _ = few_labels(self.labels.numpy(), parts["train"].numpy(), self.labels_per_class, self.label_fraction, self.split_seed)
+            train, _ = few_labels(self.labels.numpy(), parts["train"].numpy(), self.labels_per_class, self.label_fraction, self.labels_seed)
             parts["train"] = torch.from_numpy(train)
         self.splits = {name: ImageSet(self.images[idx], self.labels[idx]) for name, idx in parts.items()}
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NANO = ["--config", "configs/gpt_nano.yaml", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]
 SHORT = [*NANO, "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1"]
+BERT = ["--config", "configs/bert_small.yaml", "--data.init_args.corpus", "kjv", "--data.init_args.tokenizer", "bytes", "--trainer.logger", "false",
+        "--trainer.enable_progress_bar", "false", "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1"]  # fmt: skip
 DIGITS = ["--data.init_args.source", "digits", "--trainer.logger", "false", "--trainer.max_steps", "1", "--trainer.limit_val_batches", "1"]
 
 
@@ -83,6 +85,12 @@ def cases() -> list[Case]:
         Case("top_k 0", [*fit, "--model.init_args.top_k", "0"], "error: CausalLM top_k=0: expected a positive int or None"),
         Case("seed abc", [*fit, "--seed_everything", "abc"], "error: --seed_everything abc: expected"),
         Case("peak_tflops -1", [*fit, "--run.peak_tflops", "-1"], "error: run.peak_tflops=-1.0: expected the device's peak TFLOP/s"),
+        Case("masked LM with GPT-2's tokenizer", ["fit", *BERT, "--data.init_args.tokenizer", "gpt2"], "error: MaskedLM: data.tokenizer='gpt2' has no mask token"),
+        Case("masked LM on a causal net", ["fit", *BERT, "--model.init_args.net.init_args.causal", "true"], "error: MaskedLM: net causal=True"),
+        Case("causal LM on a bidirectional net", [*fit, "--model.init_args.net.init_args.causal", "false"], "error: CausalLM: net causal=False"),
+        Case("mask_rate 0", ["fit", *BERT, "--model.init_args.mask_rate", "0"], "error: MaskedLM mask_rate=0"),
+        Case("mask_rate 1.5", ["fit", *BERT, "--model.init_args.mask_rate", "1.5"], "error: MaskedLM mask_rate=1.5: expected a number in [0, 1)"),
+        Case("sample_text without [MASK]", ["fit", *BERT, "--model.init_args.sample_text", "no mask"], "error: MaskedLM sample_text='no mask': expected a sentence with [MASK]"),
         Case("VAE encoder width 0", ["fit", "--config", "configs/vae.yaml", *DIGITS, "--model.init_args.encoder.init_args.width", "0"], "error: ConvEncoder width=0: expected a positive int"),
         Case("GAN n_critic 0", ["fit", "--config", "configs/gan.yaml", *DIGITS, "--model.init_args.n_critic", "0"], "error: latent_dim=64, n_critic=0"),
         Case("SimCLR temperature 0", ["fit", "--config", "configs/simclr.yaml", *DIGITS, "--model.init_args.temperature", "0"], "error: temperature=0.0, projection_dim=64: expected both > 0"),
