@@ -258,7 +258,8 @@ def test_hard_targets_are_the_teachers_classes_where_an_example_has_no_label():
     """Distillation's pseudo-labelling arm: cross-entropy alone, against the label where there is one
     and the teacher's most likely class where there is none."""
     torch.manual_seed(0)
-    student, teacher = (Classification(backbone=GPT(vocab_size=50, block_size=16, n_layer=1, n_head=2, n_embd=16), num_classes=3) for _ in range(2))
+    student, teacher = (Classification(backbone=GPT(vocab_size=50, block_size=16, n_layer=1, n_head=2, n_embd=16, causal=causal), num_classes=3)
+                        for causal in (False, True))  # a BERT-style student of a GPT teacher: any backbone serves either  # fmt: skip
     task = Distillation(student, teacher, targets="hard")
     task.log = lambda *args, **kwargs: None
     labels = torch.tensor([0, UNLABELED, 2, UNLABELED])
