@@ -4,7 +4,8 @@ Any ``torch.optim`` optimizer works, since a task hands it parameter groups: wei
 matrices (linear, convolution and embedding weights) only, not on biases and norms, and a per-group
 learning-rate scale (layer-wise decay). ``Split`` gives the 2-D weights of linear layers to one
 optimizer and the rest to another: Muon's recipe. A schedule takes the optimizer and the run's
-number of optimizer steps: ``WarmupCosine`` by default, ``null`` for a constant rate.
+number of optimizer steps: ``WarmupCosine`` by default, ``WarmupStableDecay`` (a trapezoid), or ``null``
+for a constant rate.
 """
 
 import math
@@ -83,6 +84,27 @@ class WarmupCosine(LambdaLR):
             return (step + 1) / self.warmup_steps
         progress = min(1.0, (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps))
         return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class WarmupStableDecay(LambdaLR):
+    """The trapezoid of modded-nanogpt and MiniCPM: linear warmup over ``warmup_steps``, the base rate held,
+    then a linear decay to ``min_lr_ratio`` times it over the last ``decay_fraction`` of the run."""
+
+    def __init__(self, optimizer: Optimizer, total_steps: int, warmup_steps: int = 0, decay_fraction: float = 0.2, min_lr_ratio: float = 0.0):
+        if warmup_steps < 0 or not 0 < decay_fraction <= 1 or not 0 <= min_lr_ratio <= 1:
+            raise ValueError(
+                f"schedule warmup_steps={warmup_steps}, decay_fraction={decay_fraction}, min_lr_ratio={min_lr_ratio}: "
+                "expected warmup_steps >= 0, 0 < decay_fraction <= 1 and 0 <= min_lr_ratio <= 1"
+            )
+        self.total_steps, self.warmup_steps, self.min_lr_ratio = total_steps, warmup_steps, min_lr_ratio
+        self.decay_steps = max(1, round(total_steps * decay_fraction))
+        super().__init__(optimizer, self.factor)
+
+    def factor(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        left = self.total_steps - step  # steps still to take, this one included
+        return 1.0 if left > self.decay_steps else self.min_lr_ratio + (1 - self.min_lr_ratio) * max(0, left) / self.decay_steps
 
 
 class Split(Optimizer):

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 
@@ -112,3 +114,66 @@ def test_huggingface_activation_checkpointing(monkeypatch):
     monkeypatch.setattr(transformers.BertPreTrainedModel, "supports_gradient_checkpointing", False)
     with pytest.raises(ValueError, match="model='minilm': BertModel does not support activation_checkpointing"):
         HuggingFace("minilm", pretrained=False, config=tiny, activation_checkpointing=True)
+
+
+MODERN = {"norm": "rmsnorm", "positions": "rotary", "qk_norm": True, "activation": "relu2", "tie_embeddings": False, "logit_softcap": 15.0}
+
+
+def test_the_default_gpt_keeps_the_layout_earlier_checkpoints_have():
+    """Every newer piece is off by default: the parameters are GPT-2's, by the names checkpoints hold."""
+    names = set(tiny_gpt().state_dict())
+    per_block = {"ln_1.weight", "attn.qkv.weight", "attn.proj.weight", "ln_2.weight", "mlp.fc.weight", "mlp.proj.weight"}
+    assert names == {"wte.weight", "wpe.weight", "ln_f.weight", "lm_head.weight"} | {f"blocks.{i}.{n}" for i in range(2) for n in per_block}
+    model = tiny_gpt()
+    assert model.lm_head.weight is model.wte.weight
+
+
+@pytest.mark.parametrize("switch", [{k: v} for k, v in MODERN.items()] + [MODERN, {"activation": "swiglu"}])
+def test_each_piece_of_the_modern_recipe_is_a_switch_that_trains(switch):
+    torch.manual_seed(0)
+    model = tiny_gpt(**switch)
+    x = torch.randint(0, 50, (2, 16))
+    loss = torch.nn.functional.cross_entropy(model(x).flatten(0, 1), x.flatten())
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is not None for p in model.parameters())
+    y = x.clone()
+    y[:, 8:] = (y[:, 8:] + 1) % 50  # still causal, whatever the pieces
+    model.eval()
+    assert torch.allclose(model(x)[:, :8], model(y)[:, :8], atol=1e-5)
+
+
+def test_what_each_piece_does():
+    torch.manual_seed(0)
+    x = torch.randint(0, 50, (2, 16))
+    untied = tiny_gpt(tie_embeddings=False)
+    assert untied.lm_head.weight is not untied.wte.weight and not untied.lm_head.weight.any()  # zero at init: uniform predictions
+    assert torch.allclose(torch.nn.functional.cross_entropy(untied(x).flatten(0, 1), x.flatten()), torch.log(torch.tensor(50.0)))
+    capped = tiny_gpt(logit_softcap=0.5)
+    assert capped(x).abs().max() < 0.5
+    rotary = tiny_gpt(positions="rotary", causal=False).eval()
+    with torch.no_grad():  # sharper attention than at init, where every weight is about equal
+        for block in rotary.blocks:
+            block.attn.qkv.weight.mul_(30)
+    assert rotary.wpe is None and not any("wpe" in n or "rotary" in n for n in rotary.state_dict())  # computed, not learned
+    swapped = x.clone()
+    swapped[:, [3, 7]] = x[:, [7, 3]]  # without positions, attention both ways would give token 3's output at 7
+    assert not torch.allclose(rotary(x)[:, 3], rotary(swapped)[:, 7], atol=1e-4)
+    assert isinstance(tiny_gpt(norm="rmsnorm").ln_f, torch.nn.RMSNorm)
+    swiglu, gelu = tiny_gpt(activation="swiglu"), tiny_gpt()
+    assert abs(sum(p.numel() for p in swiglu.parameters()) / sum(p.numel() for p in gelu.parameters()) - 1) < 0.1  # about as many parameters
+    assert GPTEncoder(vocab_size=50, block_size=16, n_layer=1, n_head=2, n_embd=16, positions="rotary")(x).shape == (2, 16)
+
+
+@pytest.mark.parametrize(
+    "switch, message",
+    [
+        ({"norm": "batchnorm"}, "GPT norm='batchnorm': expected one of layernorm, rmsnorm"),
+        ({"positions": "alibi"}, "GPT positions='alibi': expected one of learned, rotary"),
+        ({"activation": "tanh"}, "GPT activation='tanh': expected one of gelu, relu2, swiglu"),
+        ({"logit_softcap": 0}, "GPT logit_softcap=0: expected a positive number, or None for no cap"),
+        ({"positions": "rotary", "n_embd": 18, "n_head": 6}, "rotary positions need an even head width, got 3"),
+    ],
+)
+def test_a_recipe_switch_with_a_bad_value_is_refused(switch, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        tiny_gpt(**switch)

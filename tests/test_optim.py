@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from tasks.optim import Split, WarmupCosine, param_groups
+from tasks.optim import Split, WarmupCosine, WarmupStableDecay, param_groups
 from tests.helpers import fit
 
 MUON = json.dumps({
@@ -63,3 +63,34 @@ def test_muon_for_matrices_and_adamw_for_the_rest_trains_and_resumes(tmp_path):
 def test_split_needs_groups_of_a_kind():
     with pytest.raises(ValueError, match="tasks.optim.Split needs parameter groups of a kind"):
         Split([nn.Parameter(torch.zeros(2, 2))], torch.optim.SGD, torch.optim.SGD)
+
+
+def test_warmup_stable_decay_is_a_trapezoid():
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = WarmupStableDecay(optimizer, total_steps=100, warmup_steps=10, decay_fraction=0.2)
+    rates = []
+    for _ in range(100):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert rates[0] == pytest.approx(0.1) and rates[9] == rates[50] == rates[80] == pytest.approx(1.0)
+    assert rates[90] == pytest.approx(0.5) and rates[99] == pytest.approx(0.05) and optimizer.param_groups[0]["lr"] == 0.0
+    with pytest.raises(ValueError, match="decay_fraction=0, min_lr_ratio=0.0: expected"):
+        WarmupStableDecay(optimizer, 10, decay_fraction=0)
+
+
+def test_the_modern_recipe_with_muon_and_a_trapezoid_resumes_bit_identically(tmp_path):
+    """gpt_nano with every newer piece on, Muon on its hidden matrices and warmup-stable-decay: stopped at
+    step 4 and resumed, it ends where the uninterrupted run does."""
+    net = [f"--model.init_args.net.init_args.{k}={v}" for k, v in
+           {"norm": "rmsnorm", "positions": "rotary", "qk_norm": "true", "activation": "relu2", "tie_embeddings": "false", "logit_softcap": "15"}.items()]
+    schedule = json.dumps({"class_path": "tasks.optim.WarmupStableDecay", "init_args": {"warmup_steps": 2, "decay_fraction": 0.5}})
+    args = ["--config", "configs/gpt_nano.yaml", "--model.init_args.optimizer", MUON, "--model.init_args.schedule", schedule, *net, "--trainer.max_steps", "8",
+            "--run.checkpoint_every", "4", "--trainer.val_check_interval", "4", "--trainer.limit_val_batches", "1", "--trainer.logger", "false"]  # fmt: skip
+    stop = json.dumps([{"class_path": "tests.helpers.StopAtStep", "init_args": {"step": 4}}])
+    fit(*args, "--run.dir", str(tmp_path / "straight"))
+    fit(*args, "--run.dir", str(tmp_path / "resumed"), "--trainer.callbacks", stop)
+    fit(*args, "--run.dir", str(tmp_path / "resumed"), "--ckpt_path", "last")
+    straight, resumed = (torch.load(tmp_path / d / "gpt_nano" / "checkpoints" / "last.ckpt", weights_only=True) for d in ("straight", "resumed"))
+    assert straight["global_step"] == resumed["global_step"] == 8 and "net.wpe.weight" not in straight["state_dict"]
+    assert all(torch.equal(v, resumed["state_dict"][k]) for k, v in straight["state_dict"].items())
