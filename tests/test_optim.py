@@ -26,17 +26,23 @@ def test_groups_decay_matrices_only():
     assert kinds["vector"]["weight_decay"] == 0.0 and len(kinds["vector"]["params"]) == 3  # bias, norm weight and bias
 
 
-def test_warmup_then_cosine_to_the_floor():
+def rates_of(schedule: type, total_steps: int, **kwargs) -> tuple[list[float], float, torch.optim.Optimizer]:
+    """The learning rate at each of a run's steps under ``schedule`` (base rate 1), the rate after its
+    last step, and the optimizer (for the schedule's refusals)."""
     optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
-    schedule = WarmupCosine(optimizer, total_steps=110, warmup_steps=10, min_lr_ratio=0.1)
-    rates = []
-    for _ in range(110):
+    scheduler, rates = schedule(optimizer, total_steps=total_steps, **kwargs), []
+    for _ in range(total_steps):
         rates.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
-        schedule.step()
+        scheduler.step()
+    return rates, optimizer.param_groups[0]["lr"], optimizer
+
+
+def test_warmup_then_cosine_to_the_floor():
+    rates, final, optimizer = rates_of(WarmupCosine, 110, warmup_steps=10, min_lr_ratio=0.1)
     assert rates[0] == pytest.approx(0.1) and rates[9] == pytest.approx(1.0)
     assert rates[60] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
-    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1)
+    assert final == pytest.approx(0.1)
     with pytest.raises(ValueError, match="min_lr_ratio=2: expected"):
         WarmupCosine(optimizer, 10, min_lr_ratio=2)
 
@@ -66,15 +72,9 @@ def test_split_needs_groups_of_a_kind():
 
 
 def test_warmup_stable_decay_is_a_trapezoid():
-    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
-    schedule = WarmupStableDecay(optimizer, total_steps=100, warmup_steps=10, decay_fraction=0.2)
-    rates = []
-    for _ in range(100):
-        rates.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        schedule.step()
+    rates, final, optimizer = rates_of(WarmupStableDecay, 100, warmup_steps=10, decay_fraction=0.2)
     assert rates[0] == pytest.approx(0.1) and rates[9] == rates[50] == rates[80] == pytest.approx(1.0)
-    assert rates[90] == pytest.approx(0.5) and rates[99] == pytest.approx(0.05) and optimizer.param_groups[0]["lr"] == 0.0
+    assert rates[90] == pytest.approx(0.5) and rates[99] == pytest.approx(0.05) and final == 0.0
     with pytest.raises(ValueError, match="decay_fraction=0, min_lr_ratio=0.0: expected"):
         WarmupStableDecay(optimizer, 10, decay_fraction=0)
 
