@@ -23,10 +23,11 @@ ScheduleCallable = Callable[[Optimizer, int], LRScheduler]  # (optimizer, total 
 
 def param_groups(module: nn.Module, lr_scale: Callable[[str], float] | None = None) -> list[dict]:
     """The trainable parameters of ``module`` in groups of one learning-rate scale and one kind:
-    ``matrix`` (2-D weights of linear layers), ``embedding`` (other weights of 2 or more dimensions:
-    embeddings, convolutions), both decayed with the optimizer's ``weight_decay``, and ``vector``
+    ``matrix`` (2-D weights of hidden linear layers), ``embedding`` (other weights of 2 or more dimensions:
+    embeddings, a language model's output head, convolutions), both decayed with the optimizer's ``weight_decay``, and ``vector``
     (biases, norms), never decayed. ``lr_scale(name)`` scales a parameter's learning rate."""
-    embeddings = {id(m.weight) for m in module.modules() if isinstance(m, nn.Embedding)}
+    # a language model's output head (``lm_head``) is an embedding too, read the other way: Muon's recipe keeps it with AdamW
+    embeddings = {id(m.weight) for name, m in module.named_modules() if isinstance(m, nn.Embedding) or name.rsplit(".", 1)[-1] == "lm_head"}
     named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
 
     def kind(p: torch.Tensor) -> str:

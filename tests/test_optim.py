@@ -94,3 +94,13 @@ def test_the_modern_recipe_with_muon_and_a_trapezoid_resumes_bit_identically(tmp
     straight, resumed = (torch.load(tmp_path / d / "gpt_nano" / "checkpoints" / "last.ckpt", weights_only=True) for d in ("straight", "resumed"))
     assert straight["global_step"] == resumed["global_step"] == 8 and "net.wpe.weight" not in straight["state_dict"]
     assert all(torch.equal(v, resumed["state_dict"][k]) for k, v in straight["state_dict"].items())
+
+
+def test_muon_leaves_an_untied_output_head_to_adamw():
+    """Muon's recipe: the hidden matrices only; an untied ``lm_head`` is grouped with the embeddings."""
+    from tasks.nets import GPT
+
+    net = GPT(vocab_size=32, block_size=8, n_layer=1, n_head=2, n_embd=16, tie_embeddings=False)
+    kinds = {g["kind"]: g["params"] for g in param_groups(net)}
+    assert any(p is net.lm_head.weight for p in kinds["embedding"]) and not any(p is net.lm_head.weight for p in kinds["matrix"])
+    assert len(kinds["matrix"]) == 4  # qkv, attention proj, MLP fc and proj
