@@ -23,13 +23,14 @@ import importlib
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 
 import lightning as L
 import torch
 import yaml
 from jsonargparse import ArgumentError, Namespace
-from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningCLI, instantiate_class
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
@@ -66,6 +67,10 @@ class Run:
         project: the W&B project.
         peak_tflops: the peak TFLOP/s of one device in the run's precision, for ``perf/mfu`` where
             Lightning does not know it (CPUs, GPUs newer than it); by default, Lightning's figure.
+        monitor: a metric the task logs at validation (``val/loss``): the checkpoint where it was best is kept
+            as ``checkpoints/best.ckpt`` beside ``last.ckpt``, for ``--ckpt_path best``.
+        mode: ``min`` or ``max``: whether ``monitor`` is better lower or higher.
+        early_stopping: stop the fit after this many validations in a row without ``monitor`` improving.
     """
 
     name: str | None = None
@@ -73,6 +78,9 @@ class Run:
     checkpoint_every: int = 200
     project: str = "platform"
     peak_tflops: float | None = None
+    monitor: str | None = None
+    mode: str = "min"
+    early_stopping: int | None = None
 
 
 def program_name() -> str:
@@ -131,6 +139,9 @@ class PlatformCLI(LightningCLI):
         if "weights_only" in config and config.weights_only is None:
             config.weights_only = True  # a checkpoint's tensors only: no code from a file ever runs
         if config.get("ckpt_path"):
+            if config.ckpt_path == "best" and self.config.get("subcommand") == "fit":
+                raise ValueError("fit --ckpt_path best: a fit resumes from its last checkpoint (best.ckpt is for validate, test and predict); "
+                                 "expected last, a run directory or a .ckpt file")  # fmt: skip
             config.ckpt_path = resolve_ckpt_path(config.ckpt_path, config.run.dir, self.run_name)
             self.checkpoint = read_checkpoint(config.ckpt_path, what="--ckpt_path", tensors=False)
             self.run_options = {key: config.model[key] for key in config.model.keys() if key.rsplit(".", 1)[-1] in RUN_OPTIONS}
@@ -200,6 +211,18 @@ class PlatformCLI(LightningCLI):
             raise ValueError(f"run.peak_tflops={config.run.peak_tflops}: expected the device's peak TFLOP/s, a positive number")
         # a fresh run that fails before its first checkpoint removes its directory: the next fresh run keeps the name
         checkpoint = LastCheckpoint(self.run_dir, config.run.checkpoint_every, remove_run_on_early_failure=fresh)
+        checkpoints = os.path.join(self.run_dir, "checkpoints")
+        for callback in given:  # a checkpoint callback the user added saves inside the run, not in the logger's folder
+            if isinstance(callback, ModelCheckpoint):
+                if callback.save_last:
+                    raise ValueError(f"{type(callback).__name__}(save_last={callback.save_last}): the run saves last.ckpt itself; "
+                                     "expected save_last unset (a second last.ckpt would replace the run's)")  # fmt: skip
+                callback.dirpath = callback.dirpath or checkpoints
+        best = best_checkpoint(checkpoints, config.run) if self.subcommand == "fit" else []
+        # the run's checkpoints/ holds last.ckpt by design; and validate, test and predict need none of the callbacks a fit had
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+        if self.subcommand != "fit":
+            warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`, callbacks used to create the checkpoint")
         learning_rate = [LearningRateMonitor(logging_interval="step")] if has_logger else []
         predictions = [PredictionWriter(self.run_dir)] if self.subcommand == "predict" else []
         # the bar reads the logged values, a device synchronization: once per logging interval, not every step
@@ -207,7 +230,7 @@ class PlatformCLI(LightningCLI):
         progress = [TQDMProgressBar(refresh_rate=config.trainer.log_every_n_steps or 50)] if bar else []
         speed = SpeedMonitor(START_TIME, config.run.peak_tflops)
         weights_step = self.checkpoint.get("global_step") if self.checkpoint is not None and self.subcommand != "fit" else None
-        return [checkpoint, *learning_rate, *predictions, *progress, RNGState(), speed, ValidationReport(weights_step)]
+        return [checkpoint, *best, *learning_rate, *predictions, *progress, RNGState(), speed, ValidationReport(weights_step)]
 
     # -- fit -------------------------------------------------------------------------------------
     def before_fit(self) -> None:
@@ -229,6 +252,10 @@ class PlatformCLI(LightningCLI):
         if not trainer.is_global_zero:
             return
         lines = [f"Run directory: {self.run_dir}", f"  checkpoint:  {os.path.join(self.run_dir, 'checkpoints', 'last.ckpt')}"]
+        best = next((c for c in trainer.callbacks if type(c) is ModelCheckpoint and c.filename == "best"), None)
+        if best is not None and best.best_model_score is not None:
+            step = read_checkpoint(best.best_model_path, what="best.ckpt", tensors=False).get("global_step")
+            lines.append(f"  best:        {best.best_model_path} ({best.monitor} {float(best.best_model_score):.4f} at step {step})")
         lines.append(f"  config:      {os.path.join(self.run_dir, 'config.yaml')}")
         if isinstance(trainer.logger, WandbLogger):
             lines.append(f"  W&B run:     {wandb_sync_hint(trainer.logger)}")
@@ -272,6 +299,25 @@ def fill_from_data(config, info: DataInfo, where: str = "model", skip: set[str] 
     for key, value in vars(init_args).items():  # the networks (and tasks) inside
         if key not in skip:
             fill_from_data(value, info, f"{where}.init_args.{key}")
+
+
+def best_checkpoint(checkpoints: str, run: Run) -> list[L.Callback]:
+    """The callbacks that ``run.monitor``, ``run.mode`` and ``run.early_stopping`` ask for: Lightning's own
+    ModelCheckpoint (its best score is in every checkpoint, so a resumed run keeps comparing with it) and
+    EarlyStopping, each checked in one line first."""
+    if run.mode not in ("min", "max"):
+        raise ValueError(f"run.mode={run.mode!r}: expected 'min' or 'max' (whether run.monitor is better lower or higher)")
+    if run.early_stopping is not None and (not isinstance(run.early_stopping, int) or run.early_stopping < 1):
+        raise ValueError(f"run.early_stopping={run.early_stopping}: expected a positive number of validations, or null")
+    if run.monitor is None:
+        if run.early_stopping is not None:
+            raise ValueError(f"run.early_stopping={run.early_stopping}: stops when run.monitor stops improving; expected run.monitor (val/loss...)")
+        return []
+    best = ModelCheckpoint(dirpath=checkpoints, filename="best", monitor=run.monitor, mode=run.mode, save_top_k=1,
+                           auto_insert_metric_name=False, enable_version_counter=False, save_on_train_epoch_end=False)  # fmt: skip
+    if run.early_stopping is None:
+        return [best]
+    return [best, EarlyStopping(monitor=run.monitor, mode=run.mode, patience=run.early_stopping, check_on_train_epoch_end=False)]
 
 
 def check_training_length(trainer) -> None:

@@ -67,7 +67,8 @@ def newest_checkpoint(run_dir: str) -> str | None:
 
 
 def resolve_ckpt_path(ckpt_path: str, runs_dir: str, name: str) -> str:
-    """``last`` (the newest run of ``name`` that has a last checkpoint), a run directory, or a file.
+    """``last`` (the newest run of ``name`` that has a last checkpoint), ``best`` (the newest that kept a
+    best one, ``run.monitor``), a run directory, or a file.
     ``name`` is checked whatever ``ckpt_path`` is: the CLI falls back on ``runs/<name>`` for a file
     outside any run directory."""
     check_run_name(name)
@@ -79,13 +80,21 @@ def resolve_ckpt_path(ckpt_path: str, runs_dir: str, name: str) -> str:
                 f"(runs of {name!r} are looked up in {runs_dir}/; set --run.name to pick another)"
             )
         return candidates[-1]
+    if ckpt_path == "best":
+        candidates = [c for c in (os.path.join(d, "checkpoints", "best.ckpt") for d in run_dirs(runs_dir, name)) if os.path.exists(c)]
+        if not candidates:
+            raise FileNotFoundError(
+                f"--ckpt_path best: {os.path.join(run_dir(runs_dir, name), 'checkpoints', 'best.ckpt')} does not exist: a fit keeps one "
+                f"when it monitors a metric (--run.monitor val/loss); runs of {name!r} are looked up in {runs_dir}/"
+            )
+        return candidates[-1]
     if os.path.isdir(ckpt_path) and not is_sharded(ckpt_path):
         path = newest_checkpoint(ckpt_path)
         if path is None:
             raise FileNotFoundError(f"--ckpt_path {ckpt_path}: a directory without checkpoints/last.ckpt; expected a run directory")
         return path
     if not os.path.exists(ckpt_path):
-        raise FileNotFoundError(f"--ckpt_path {ckpt_path}: no such file; expected 'last', a run directory or a .ckpt file")
+        raise FileNotFoundError(f"--ckpt_path {ckpt_path}: no such file; expected 'last', 'best', a run directory or a .ckpt file")
     return ckpt_path
 
 
