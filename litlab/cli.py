@@ -42,7 +42,7 @@ from datamodules.base import DataModule
 from litlab.callbacks import LastCheckpoint, PredictionWriter, RNGState, SpeedMonitor, ValidationReport, print_rank_zero
 from litlab.errors import check_config_files, one_line
 from litlab.hardware import check_device, default_precision, keep_freed_memory
-from litlab.loggers import finish_wandb, wandb_logger, wandb_sync_hint
+from litlab.loggers import MetricsFile, finish_wandb, wandb_logger, wandb_sync_hint
 from litlab.resume import RUN_OPTIONS, check_same_model, check_same_workers, networks_from_checkpoint
 from litlab.runs import check_writable, new_run_dir, resolve_ckpt_path, run_dir, run_dir_of
 from litlab.signals import STOP, Stopped
@@ -196,6 +196,10 @@ class PlatformCLI(LightningCLI):
         logger = trainer_init.get("logger")
         if logger is None or logger is True:  # not chosen by the config: W&B for fit, none otherwise
             logger = wandb_logger(self.run_dir, self.run_name, config.run.project, config) if self.subcommand == "fit" else False
+        if logger and self.subcommand == "fit":  # beside the logger, the same metrics in a file of the run
+            resume_step = self.checkpoint.get("global_step") if self.checkpoint is not None else None
+            metrics = MetricsFile(os.path.join(self.run_dir, "metrics.jsonl"), START_TIME, resume_step)
+            logger = [*(logger if isinstance(logger, (list, tuple)) else [logger]), metrics]
         if config.trainer.get("precision") is None:  # not chosen: bf16 on GPUs that have it, else fp32
             kwargs["precision"] = default_precision(config.trainer.get("accelerator"))
         callbacks = trainer_init.get("callbacks") or []
