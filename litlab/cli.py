@@ -16,7 +16,8 @@ What every run gets (on top of what its config says):
 - W&B logging into ``<run>/wandb``, offline when there are no credentials (``trainer.logger``
   replaces it: ``false``, or a CSV or TensorBoard logger);
 - ``--ckpt_path`` taking ``last`` (an error when there is nothing to resume), a run directory or a file;
-- ``predict`` writing what the task predicts to ``<run>/predictions.csv`` (never over an earlier file).
+- ``predict`` writing what the task predicts to ``<run>/predictions.csv`` (never over an earlier file);
+- ``compare runs/a runs/b ...`` printing runs side by side from their files (``litlab.compare``).
 """
 
 import importlib
@@ -339,6 +340,14 @@ def main(args=None) -> None:
     torch.set_float32_matmul_precision("high")
     keep_freed_memory()
     argv = sys.argv[1:] if args is None else list(args)
+    if argv[:1] == ["compare"]:  # runs side by side from their files: no model, no trainer
+        from litlab.compare import main as compare
+
+        try:
+            sys.exit(compare(argv[1:]))
+        except (ValueError, FileNotFoundError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
     try:
         check_config_files(argv)
         with STOP.handling():
