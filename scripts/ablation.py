@@ -14,7 +14,8 @@ every ``--eval_every`` steps the loss on the first 20 validation batches (gpt_sm
 ``limit_val_batches``) is taken, off the clock. Each run is a fresh process, so that no run inherits
 another's allocations.
 
-Writes ``--out``: results.json (every run's curve), table.md and loss_vs_time.png.
+Writes ``--out``: ``ablation.json`` (or ``final.json``: every run's curve), ``.md`` (the table) and
+``_loss_vs_time.png``.
 """
 
 import argparse
@@ -158,8 +159,9 @@ def final(args, extra: list[str], runs: Runs) -> dict:
     return {config: {"seeds": [r for (_, c, _), r in zip(jobs, done) if c == config]} for config in (OLD, NEW)}
 
 
-def mean_sd(values: list[float]) -> str:
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
+def mean_sd(values: list[float], digits: int = 3) -> str:
+    mean = f"{statistics.mean(values):.{digits}f}"
+    return f"{mean} ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else mean
 
 
 def time_to(curve: list, target: float) -> float | None:
@@ -181,8 +183,10 @@ def loss_at(curve: list, seconds: float) -> float:
 def table(results: dict, mode: str) -> str:
     if mode == "ablation":
         base = statistics.mean(r["val_loss"] for r in results["2019"]["seeds"]) if "2019" in results else None
+        scales = " / ".join(f"x{float(s):g}" for s in next(iter(results.values()))["sweep"])
+        seeds = len(next(iter(results.values()))["seeds"])
         lines = [
-            "| arm | LR sweep (x0.5 / x1 / x2, seed 0) | best | val/loss, 3 seeds | vs 2019 | training s |",
+            f"| arm | LR sweep ({scales}, first seed) | best | val/loss, {seeds} seed{'s' * (seeds > 1)} | vs 2019 | training s |",
             "|---|---|---|---|---|---|",
         ]
         for name, r in results.items():
@@ -190,7 +194,7 @@ def table(results: dict, mode: str) -> str:
             delta = f"{statistics.mean(losses) - base:+.3f}" if base is not None else ""
             sweep = " / ".join(f"{v:.3f}" for v in r["sweep"].values())
             lines.append(
-                f"| {name} | {sweep} | x{r['best_scale']} | {mean_sd(losses)} | {delta} | {mean_sd([s['train_s'] for s in r['seeds']])} |"
+                f"| {name} | {sweep} | x{r['best_scale']} | {mean_sd(losses)} | {delta} | {mean_sd([s['train_s'] for s in r['seeds']], 0)} |"
             )
         return "\n".join(lines)
     old, new = results[OLD]["seeds"], results[NEW]["seeds"]
@@ -200,9 +204,9 @@ def table(results: dict, mode: str) -> str:
     lines = [
         "| config | val/loss at the end, 3 seeds | training s | s to reach the 2019 recipe's final loss | val/loss at the 2019 recipe's time |",
         "|---|---|---|---|---|",
-        f"| {OLD} | {mean_sd([r['val_loss'] for r in old])} | {mean_sd([r['train_s'] for r in old])} | {budget:.0f} | {target:.3f} |",
-        f"| {NEW} | {mean_sd([r['val_loss'] for r in new])} | {mean_sd([r['train_s'] for r in new])} | "
-        f"{mean_sd(reach) if None not in reach else 'not reached'} | {mean_sd([loss_at(r['curve'], budget) for r in new])} |",
+        f"| {OLD} | {mean_sd([r['val_loss'] for r in old])} | {mean_sd([r['train_s'] for r in old], 0)} | {budget:.0f} | {target:.3f} |",
+        f"| {NEW} | {mean_sd([r['val_loss'] for r in new])} | {mean_sd([r['train_s'] for r in new], 0)} | "
+        f"{mean_sd(reach, 0) if None not in reach else 'not reached'} | {mean_sd([loss_at(r['curve'], budget) for r in new])} |",
     ]
     if None not in reach:
         lines.append(
