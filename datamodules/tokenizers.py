@@ -121,11 +121,12 @@ class BPETokenizer:
         return json.dumps({"tokenizer": json.loads(self.tokenizer.to_str()), "vocab_size": self.vocab_size})
 
     def encode_batch(self, texts: list[str], max_length: int | None = None) -> list[list[int]]:
+        # encode_batch_fast: the same ids, without the character offsets nothing here reads (~10% faster)
         if max_length is None:
-            return [e.ids for e in self.tokenizer.encode_batch(texts)]
+            return [e.ids for e in self.tokenizer.encode_batch_fast(texts)]
         self.tokenizer.enable_truncation(max_length)  # keeps a BERT's [SEP] at the end
         try:
-            return [e.ids for e in self.tokenizer.encode_batch(texts)]
+            return [e.ids for e in self.tokenizer.encode_batch_fast(texts)]
         finally:
             self.tokenizer.no_truncation()
 
