@@ -15,7 +15,7 @@ import yaml
 
 from litlab.loggers import read_metrics
 
-HIGHER_IS_BETTER = ("acc", "f1", "psnr", "precision", "recall", "auc", "rouge")  # in a metric's name; any other: lower
+HIGHER_IS_BETTER = ("acc", "f1", "psnr", "precision", "recall", "auc", "rouge", "per_sec", "mfu")  # in a metric's name; any other: lower
 
 
 def better(metric: str):
@@ -54,7 +54,9 @@ def differing_config(runs: list[str]) -> dict[str, list]:
         path = os.path.join(run, "config.yaml")
         configs.append(flatten(yaml.safe_load(open(path)) or {}) if os.path.isfile(path) else {})
     keys = sorted({k for c in configs for k in c})
-    return {k: [c.get(k, "-") for c in configs] for k in keys if len({repr(c.get(k, "-")) for c in configs}) > 1}
+    rows = {k: [c.get(k, "-") for c in configs] for k in keys}
+    # a key only one run's class has, left at an off value (None, False: AdamW's amsgrad...), says nothing its class_path row does not
+    return {k: v for k, v in rows.items() if len({repr(x) for x in v}) > 1 and not all(x is None or x is False or x == "-" for x in v)}
 
 
 def summarize(rows: list[dict], metrics: list[str]) -> dict:

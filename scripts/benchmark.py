@@ -1,15 +1,17 @@
 """Benchmark the platform: ``python -m platform fit`` against a plain PyTorch loop of the same training.
 
-    python scripts/benchmark.py                          # every section, about 15 min on the 2-core CPU
+    python scripts/benchmark.py                          # every section, about 17 min on the 2-core CPU
     python scripts/benchmark.py --only fit               # (1) alone, about 6 min
     python scripts/benchmark.py --quick                  # a smoke run of every section: a tiny GPT, few steps
 
 Sections (``--only``):
   fit      gpt_small: tokens/s of ``python -m platform fit`` and of a plain loop (same network, batch,
-           AdamW param groups, warmup-cosine schedule, clipping, DataLoader), and their ratio; target >= 0.95
+           optimizer and param groups, schedule, clipping, DataLoader), and their ratio; target >= 0.95
   compile  the same pair with ``--model.init_args.compile true`` (compilation falls in the warm-up)
   data     tokenization MB/s of the BBC corpus (gpt_small's BPE, GPT-2's BPE); train DataLoader tokens/s
            against what training consumes
+  tokenize building a token cache (prepare_data: split, BPE, tokens) of BBC News, and of BBC News repeated
+           to 5, 50 and 500 MB of JSONL: seconds, MB/s, tokens/s and peak RSS above the process's baseline
   memory   peak memory of the gpt_small fit, without and with activation checkpointing
   gpu      gpt2_124m (bf16, compile, flash attention): tokens/s, MFU and fit/plain; CUDA only
 
@@ -35,6 +37,7 @@ import os
 import pty
 import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -52,14 +55,14 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from lightning.fabric.utilities.throughput import get_available_flops  # noqa: E402
 
+from core.labels import IGNORE  # noqa: E402
 from datamodules.corpora import read_documents, resolve_files  # noqa: E402
 from datamodules.tokenizers import load_tokenizer  # noqa: E402
 from litlab.cli import PlatformCLI  # noqa: E402
 from litlab.hardware import keep_freed_memory  # noqa: E402
-from core.labels import IGNORE  # noqa: E402
 from tasks.optim import param_groups, scale_learning_rates  # noqa: E402
 
-SECTIONS = ("fit", "compile", "data", "memory", "gpu")
+SECTIONS = ("fit", "compile", "data", "tokenize", "memory", "gpu")
 TARGET = 0.95  # fit/plain tokens/s
 SMALL, GPT2 = "configs/gpt_small.yaml", "configs/gpt2_124m.yaml"
 # --quick: a 1-layer, 64-wide GPT on the same data, so that every section runs in seconds
@@ -378,8 +381,65 @@ def section_data(args, results: dict) -> dict:
     return out
 
 
+TOKENIZE_MB = (5, 50, 500)  # --quick: 1 and 5
+
+
+def repeated_bbc(megabytes: float, path: str) -> str:
+    """BBC News repeated to ``megabytes`` of JSONL, each copy's articles headed by its number, so that no copy
+    is a copy (the split would leave copies of held-out articles out of train)."""
+    files, fmt = resolve_files("bbc_news")
+    docs = [d for d in read_documents(files, fmt) if d.strip()]
+    written, copy = 0, 0
+    with open(path, "w", encoding="utf-8") as f:
+        while written < megabytes * 1e6:
+            for doc in docs:
+                written += f.write(json.dumps({"text": f"Copy {copy}. {doc}"}) + "\n")
+                if written >= megabytes * 1e6:
+                    break
+            copy += 1
+    return path
+
+
+def _rss_mb(field: str) -> float:
+    """VmRSS (now) or VmHWM (the peak so far) of this process, MB."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
+
+
+def build_cache(corpus: str, cache_dir: str) -> dict:
+    """One token cache built from nothing, in this (fresh) process: gpt_small's data settings on ``corpus``."""
+    from datamodules import TextDataModule
+
+    data = TextDataModule(corpus=corpus, tokenizer="bpe", bpe_vocab_size=4096, block_size=128, val_fraction=0.2, cache_dir=cache_dir)
+    baseline = _rss_mb("VmRSS")  # torch, lightning and the tokenizers imported: what any run holds anyway
+    start = time.perf_counter()
+    data.prepare_data()
+    seconds = time.perf_counter() - start
+    with open(os.path.join(data.cache_path, "meta.json")) as f:
+        meta = json.load(f)
+    size = sum(os.path.getsize(f) for f in data.files) / 1e6
+    tokens = meta["train_tokens"] + meta["val_tokens"]
+    peak = _rss_mb("VmHWM")
+    return {"corpus_mb": size, "seconds": seconds, "mb_per_sec": size / seconds, "tokens": tokens, "tokens_per_sec": tokens / seconds,
+            "baseline_rss_mb": baseline, "peak_rss_mb": peak, "above_baseline_mb": peak - baseline,
+            "bpe_trained_on": meta.get("bpe_trained_on"), "train_sha256": meta["files"]["train.bin"]["sha256"]}  # fmt: skip
+
+
+def section_tokenize(args, workdir: str) -> dict:
+    """(4): token caches built from nothing, each in a fresh process: BBC News as it ships, then repeated."""
+    out = {"bbc_news": fresh(build_cache, "bbc_news", os.path.join(workdir, "tokens-bbc"))}
+    print(f"   bbc_news: {out['bbc_news']['seconds']:.1f} s", flush=True)
+    for megabytes in (1, 5) if args.quick else TOKENIZE_MB:
+        corpus = repeated_bbc(megabytes, os.path.join(workdir, f"bbc-{megabytes}mb.jsonl"))
+        out[f"{megabytes}mb"] = fresh(build_cache, corpus, os.path.join(workdir, f"tokens-{megabytes}mb"))
+        os.remove(corpus)
+        shutil.rmtree(os.path.join(workdir, f"tokens-{megabytes}mb"))
+        print(f"   {megabytes} MB: {out[f'{megabytes}mb']['seconds']:.1f} s, {out[f'{megabytes}mb']['above_baseline_mb']:.0f} MB above baseline", flush=True)
+    return out
+
+
 def section_memory(args, workdir: str) -> dict:
-    """(4): peak memory of a gpt_small fit, and of the same with activation checkpointing."""
+    """(5): peak memory of a gpt_small fit, and of the same with activation checkpointing."""
     steps = 10 if args.quick else 30  # the optimizer state exists after the first step: memory plateaus early
     out = {"steps": steps}
     flag = ["--model.init_args.net.init_args.activation_checkpointing", "true"]
@@ -394,7 +454,7 @@ def section_memory(args, workdir: str) -> dict:
 
 
 def section_gpu(args, workdir: str) -> dict:
-    """(5): gpt2_124m as configured (bf16-mixed, compiled, SDPA's flash kernel) on the GPU: fit vs plain."""
+    """(6): gpt2_124m as configured (bf16-mixed, compiled, SDPA's flash kernel) on the GPU: fit vs plain."""
     if not torch.cuda.is_available():
         return {"skipped": "no CUDA device"}
     # a GPU step is ~50x shorter than a CPU one: more steps, and a longer warm-up for compilation
@@ -433,6 +493,13 @@ def table(results: dict) -> list[list[str]]:
         rows.append(["tokenizer: GPT-2's BPE, MB/s", f"{d['gpt2_mb_per_sec']:.2f}", "", "", "", corpus])
         rows.append(["train DataLoader alone vs training, tokens/s", f"{d['loader_tokens_per_sec']:,.0f}", f"{d['training_tokens_per_sec']:,.0f}",
                      f"{d['loader_over_training']:,.0f}", "> 1", f"{d['loader_batches_per_sec']:,.0f} batches/s; training: {d['training_source']}"])  # fmt: skip
+
+    t = results.get("tokenize")
+    for name, r in (t or {}).items():
+        what = "BBC News as it ships" if name == "bbc_news" else f"BBC News repeated to {name.removesuffix('mb')} MB of JSONL"
+        rows.append([f"token cache of {what}: MB/s; peak RSS above baseline, MB", f"{r['mb_per_sec']:.2f}", f"{r['above_baseline_mb']:,.0f}", "", "",
+                     f"{r['corpus_mb']:,.1f} MB in {r['seconds']:.1f} s, {r['tokens_per_sec']:,.0f} tokens/s; baseline {r['baseline_rss_mb']:,.0f} MB; "
+                     f"BPE on {r['bpe_trained_on']}"])  # fmt: skip
 
     m = results.get("memory")
     if m:
@@ -517,6 +584,8 @@ def main() -> None:
                 results[section] = section_fit(args, workdir, compile=section == "compile")
             elif section == "data":
                 results[section] = section_data(args, results)
+            elif section == "tokenize":
+                results[section] = section_tokenize(args, workdir)
             elif section == "memory":
                 results[section] = section_memory(args, workdir)
             else:

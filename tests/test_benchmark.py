@@ -1,6 +1,7 @@
 """scripts/benchmark.py's building blocks: its plain loop trains exactly as ``python -m platform fit``
 does, and SpeedMonitor's windows are read back from a CSV log as the script expects."""
 
+import argparse
 import importlib.util
 import json
 import os
@@ -66,3 +67,18 @@ def test_speed_windows_are_read_from_the_csv_log(bench, tmp_path):
     assert windows[0]["time_to_first_step"] == 5.5
     assert bench.measured(windows, warmup=10, steps=20) == [600.0, 300.0]  # steps 11-30
     assert bench.measured(windows, warmup=30, steps=10) == []
+
+
+def test_the_tokenize_section_builds_each_corpus_and_reports_its_memory(tmp_path):
+    """--quick: BBC News, and BBC News repeated to 1 and 5 MB of JSONL, each built in a fresh process (which
+    imports the script by its module name, as ``python scripts/benchmark.py`` makes it importable)."""
+    bench = importlib.import_module("scripts.benchmark")
+    out = bench.section_tokenize(argparse.Namespace(quick=True), str(tmp_path))
+    assert list(out) == ["bbc_news", "1mb", "5mb"]
+    for name, mb in (("1mb", 1), ("5mb", 5)):
+        assert abs(out[name]["corpus_mb"] - mb) < 0.01 and out[name]["tokens"] > 200_000 * mb
+    assert all(0 < r["above_baseline_mb"] < r["peak_rss_mb"] and r["mb_per_sec"] > 0 for r in out.values())
+    rows = bench.table({"tokenize": out})
+    assert [row[0].split(":")[0] for row in rows] == [
+        "token cache of BBC News as it ships", "token cache of BBC News repeated to 1 MB of JSONL", "token cache of BBC News repeated to 5 MB of JSONL"]  # fmt: skip
+    assert os.listdir(tmp_path) == ["tokens-bbc"]  # the repeated corpora and their caches are removed as they go
