@@ -15,7 +15,7 @@ import math
 import os
 import sys
 from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,6 +57,11 @@ class Split:
         return 1 if self.tail is not None else int((self.where == split).sum())
 
 
+def is_text(doc: str) -> bool:
+    """A document with something to train on: blank ones are left out of both splits."""
+    return bool(doc) and not doc.isspace()
+
+
 def plan_split(documents: Iterable[str], labels: list[str] | None, val_fraction: float, seed: int) -> Split:
     """Hold out ``val_fraction`` of the documents (of each label, for a labelled corpus: ``labels[i]`` is the
     i-th document's), chosen by ``seed``, and mark the copies of held-out documents: BBC News has articles
@@ -64,7 +69,7 @@ def plan_split(documents: Iterable[str], labels: list[str] | None, val_fraction:
     document holds out its last ``val_fraction`` of characters instead. Keeps 24 bytes per document."""
     hashes, lengths, codes, names = array("q"), array("q"), array("q"), {}
     for i, doc in enumerate(documents):
-        if doc and not doc.isspace():
+        if is_text(doc):
             hashes.append(hash(doc))  # equal texts, equal hashes; 64 bits: a collision is vanishingly rare
             lengths.append(len(doc))
             codes.append(names.setdefault(labels[i] if labels else "", len(names)))
@@ -82,7 +87,7 @@ def plan_split(documents: Iterable[str], labels: list[str] | None, val_fraction:
 
 def split_stream(documents: Iterable[str], split: Split) -> Iterator[tuple[int, str]]:
     """``(TRAIN or VAL or COPY, text)`` for each non-blank document (the two parts of a single document)."""
-    kept = (doc for doc in documents if doc and not doc.isspace())
+    kept = filter(is_text, documents)
     if split.tail is not None:
         doc = next(kept)
         yield TRAIN, doc[: split.tail]

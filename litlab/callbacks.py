@@ -16,6 +16,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.flop_counter import FlopCounterMode
 
 from litlab.loggers import finish_wandb
+from litlab.runs import free_path
 from litlab.signals import STOP, Stopped
 
 
@@ -179,10 +180,7 @@ class PredictionWriter(L.Callback):
         if trainer.world_size > 1:
             raise ValueError("predict writes one file: run it on one device (--trainer.devices 1)")
         os.makedirs(self.run_dir, exist_ok=True)
-        n, self.path = 1, os.path.join(self.run_dir, "predictions.csv")
-        while os.path.exists(self.path):
-            n += 1
-            self.path = os.path.join(self.run_dir, f"predictions-{n}.csv")
+        self.path = free_path(os.path.join(self.run_dir, "predictions.csv"))
         self._file, self._writer = open(self.path, "w", newline=""), None
 
     def on_predict_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: dict, batch, batch_idx: int, dataloader_idx: int = 0) -> None:

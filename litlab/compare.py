@@ -14,6 +14,7 @@ import sys
 import yaml
 
 from litlab.loggers import read_metrics
+from litlab.runs import free_path
 
 HIGHER_IS_BETTER = ("acc", "f1", "psnr", "precision", "recall", "auc", "rouge", "per_sec", "mfu")  # in a metric's name; any other: lower
 
@@ -22,7 +23,7 @@ def better(metric: str):
     return max if any(word in metric.lower() for word in HIGHER_IS_BETTER) else min
 
 
-def run_dirs(patterns: list[str]) -> list[str]:
+def named_runs(patterns: list[str]) -> list[str]:
     """The run directories ``patterns`` name (globs expanded, in order, each once); one line for a bad one."""
     found = []
     for pattern in patterns:
@@ -111,16 +112,6 @@ def plot(runs: list[str], rows: list[list[dict]], metrics: list[str], path: str)
     plt.close(fig)
 
 
-def free_path(path: str) -> str:
-    """``path``, or ``<stem>-2<ext>``, ``-3``...: an earlier plot is never overwritten."""
-    stem, ext = os.path.splitext(path)
-    n = 1
-    while os.path.exists(path):
-        n += 1
-        path = f"{stem}-{n}{ext}"
-    return path
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m platform compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -129,7 +120,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--metrics", nargs="+", help="the metrics to tabulate and plot (default: train/loss and every val/ one)")
     parser.add_argument("--out", default="compare.png", help="the plot (a name already taken gets -2, -3...)")
     args = parser.parse_args(argv)
-    runs = run_dirs(args.runs)
+    runs = named_runs(args.runs)
     rows = [read_metrics(os.path.join(run, "metrics.jsonl")) for run in runs]
     logged = {k for run_rows in rows for r in run_rows for k in r}
     metrics = args.metrics or sorted(k for k in logged if k == "train/loss" or k.startswith("val/"))

@@ -115,3 +115,13 @@ def check_writable(runs_dir: str) -> None:
         what = "not a directory" if not os.path.isdir(existing) else "not writable"
         where = "it is" if existing == os.path.abspath(runs_dir) else f"{existing} is"
         raise ValueError(f"run.dir={runs_dir}: cannot write runs there, {where} {what}: expected a directory this user can write (set --run.dir)")
+
+
+def free_path(path: str) -> str:
+    """``path``, or ``<stem>-2<ext>``, ``-3``... beside it: an earlier file (predictions, a plot) is never overwritten."""
+    stem, ext = os.path.splitext(path)
+    n = 1
+    while os.path.exists(path):
+        n += 1
+        path = f"{stem}-{n}{ext}"
+    return path
