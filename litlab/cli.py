@@ -17,7 +17,8 @@ What every run gets (on top of what its config says):
   replaces it: ``false``, or a CSV or TensorBoard logger);
 - ``--ckpt_path`` taking ``last`` (an error when there is nothing to resume), a run directory or a file;
 - ``predict`` writing what the task predicts to ``<run>/predictions.csv`` (never over an earlier file);
-- ``compare runs/a runs/b ...`` printing runs side by side from their files (``litlab.compare``).
+- ``compare runs/a runs/b ...`` printing runs side by side from their files (``litlab.compare``), ``generate`` text
+  from a causal LM's checkpoint (``litlab.generate``), ``export`` a run's network for Hugging Face (``litlab.export``).
 """
 
 import importlib
@@ -55,6 +56,7 @@ START_TIME = time.perf_counter()
 DEFAULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "defaults.yaml")
 SHARED_DEFAULTS = {"default_config_files": [DEFAULTS]}  # what every config overrides, for each subcommand's parser
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
+TOOLS = {"compare": "litlab.compare", "generate": "litlab.generate", "export": "litlab.export"}  # verbs beside LightningCLI's, each a module's main(argv)
 
 
 @dataclass
@@ -340,11 +342,10 @@ def main(args=None) -> None:
     torch.set_float32_matmul_precision("high")
     keep_freed_memory()
     argv = sys.argv[1:] if args is None else list(args)
-    if argv[:1] == ["compare"]:  # runs side by side from their files: no model, no trainer
-        from litlab.compare import main as compare
-
+    if argv[:1] and argv[0] in TOOLS:  # commands on a run's files: no datamodule, no trainer
+        tool = importlib.import_module(TOOLS[argv[0]])
         try:
-            sys.exit(compare(argv[1:]))
+            sys.exit(tool.main(argv[1:]))
         except (ValueError, FileNotFoundError) as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)

@@ -125,3 +125,11 @@ def free_path(path: str) -> str:
         n += 1
         path = f"{stem}-{n}{ext}"
     return path
+
+
+def find_checkpoint(ckpt_path: str, command: str, runs_dir: str = "runs", name: str | None = None) -> str:
+    """The checkpoint a command on a run's files (``generate``, ``export``) reads: a run directory (its newest
+    checkpoint), a ``.ckpt`` file, or ``last``/``best`` of the run ``name`` in ``runs_dir``."""
+    if ckpt_path in ("last", "best") and name is None:
+        raise ValueError(f"{command} --ckpt_path {ckpt_path}: of which run? expected --name NAME (the run {runs_dir}/NAME), a run directory or a .ckpt file")
+    return resolve_ckpt_path(ckpt_path, runs_dir, name or "run")  # the name matters to last and best alone

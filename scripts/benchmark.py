@@ -14,6 +14,8 @@ Sections (``--only``):
            to 5, 50 and 500 MB of JSONL: seconds, MB/s, tokens/s and peak RSS above the process's baseline
   memory   peak memory of the gpt_small fit, without and with activation checkpointing
   gpu      gpt2_124m (bf16, compile, flash attention): tokens/s, MFU and fit/plain; CUDA only
+  generate gpt_small's network generating 256 new tokens greedily: tokens/s with the KV cache and re-running the
+           whole context for every token (GPT.generate before the cache), the same tokens asserted, and their ratio
 
 The fit side is the real CLI, run as a subprocess from the repo root under a pseudo-terminal (so its
 progress bar renders as a user sees it), with W&B replaced by a CSV logger. The plain side runs in
@@ -53,6 +55,7 @@ sys.path.insert(0, ROOT)  # scripts.benchmark's callbacks are named by class pat
 import lightning as L  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+import yaml  # noqa: E402
 from lightning.fabric.utilities.throughput import get_available_flops  # noqa: E402
 
 from core.labels import IGNORE  # noqa: E402
@@ -62,7 +65,7 @@ from litlab.cli import PlatformCLI  # noqa: E402
 from litlab.hardware import keep_freed_memory  # noqa: E402
 from tasks.optim import param_groups, scale_learning_rates  # noqa: E402
 
-SECTIONS = ("fit", "compile", "data", "tokenize", "memory", "gpu")
+SECTIONS = ("fit", "compile", "data", "tokenize", "memory", "gpu", "generate")
 TARGET = 0.95  # fit/plain tokens/s
 SMALL, GPT2 = "configs/gpt_small.yaml", "configs/gpt2_124m.yaml"
 # --quick: a 1-layer, 64-wide GPT on the same data, so that every section runs in seconds
@@ -453,6 +456,51 @@ def section_memory(args, workdir: str) -> dict:
     return out
 
 
+GENERATE_TOKENS, GENERATE_CONTEXTS = 256, (512, 128)  # 512: an 8-token prompt and 256 new tokens fit; 128: gpt_small's own
+
+
+def time_generation(net, prompt: torch.Tensor, use_cache: bool) -> tuple[torch.Tensor, float]:
+    sync = torch.cuda.synchronize if prompt.device.type == "cuda" else lambda: None
+    sync()
+    start = time.perf_counter()
+    out = net.generate(prompt, GENERATE_TOKENS, temperature=0.0, use_cache=use_cache)
+    sync()
+    return out, time.perf_counter() - start
+
+
+def section_generate(args) -> dict:
+    """(7): gpt_small's network (its config's net, vocabulary 4,096; freshly initialized weights) generating 256 new
+    tokens greedily from an 8-token prompt, with the KV cache and without (every token re-runs the whole context,
+    as GPT.generate did before the cache); the tokens must be identical. At context 512 prompt and tokens fit; at
+    gpt_small's own 128 the context is full after 120 new tokens, then slides, and from there both re-run it whole.
+    Each side's best of 3 runs, alternating (the least disturbed by other work on the machine)."""
+    from tasks.nets import GPT
+
+    with open(SMALL) as f:
+        net_args = yaml.safe_load(f)["model"]["init_args"]["net"]["init_args"]
+    if args.quick:
+        net_args = {**net_args, "n_layer": 1, "n_head": 2, "n_embd": 64}
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    out = {"device": str(device), "new_tokens": GENERATE_TOKENS, "net": net_args}
+    for context in GENERATE_CONTEXTS:
+        torch.manual_seed(0)
+        net = GPT(vocab_size=4096, block_size=context, **net_args).to(device).eval()
+        prompt = torch.randint(0, 4096, (1, 8), device=device)
+        net.generate(prompt, 8, temperature=0.0)  # warm-up: the first calls allocate
+        seconds = {"cached": [], "uncached": []}
+        for _ in range(3):
+            reference, elapsed = time_generation(net, prompt, use_cache=False)
+            seconds["uncached"].append(elapsed)
+            tokens, elapsed = time_generation(net, prompt, use_cache=True)
+            seconds["cached"].append(elapsed)
+            assert torch.equal(tokens, reference), f"context {context}: the KV cache changed the greedy tokens"
+        cached, uncached = GENERATE_TOKENS / min(seconds["cached"]), GENERATE_TOKENS / min(seconds["uncached"])
+        out[f"context_{context}"] = {"block_size": context, "prompt_tokens": prompt.size(1), "same_tokens": True, "cached_tokens_per_sec": cached,
+                                     "uncached_tokens_per_sec": uncached, "ratio": cached / uncached}  # fmt: skip
+        print(f"   context {context}: {cached:,.0f} tokens/s cached, {uncached:,.0f} uncached, x{cached / uncached:.2f}; same tokens", flush=True)
+    return out
+
+
 def section_gpu(args, workdir: str) -> dict:
     """(6): gpt2_124m as configured (bf16-mixed, compiled, SDPA's flash kernel) on the GPU: fit vs plain."""
     if not torch.cuda.is_available():
@@ -516,6 +564,13 @@ def table(results: dict) -> list[list[str]]:
             rows.append([f"{what}: {unit}, MB", f"{r[key]:,.0f}", *against, "", f"{m['steps']}-step fit; {speed}"])
     if "gpu" in results:
         rows.append(pair_row("gpt2_124m bf16, compiled, GPU", results["gpu"]))
+    g = results.get("generate")
+    for context in GENERATE_CONTEXTS if g else ():
+        r = g[f"context_{context}"]
+        slides = "" if r["prompt_tokens"] + g["new_tokens"] <= context else f"; the context is full after {context - r['prompt_tokens']} new tokens, then slides"
+        rows.append([f"generate: gpt_small's net, context {context}, {g['new_tokens']} new tokens greedy: KV cache vs full recompute, tokens/s",
+                     f"{r['cached_tokens_per_sec']:,.0f}", f"{r['uncached_tokens_per_sec']:,.0f}", f"{r['ratio']:.2f}", "",
+                     f"same tokens (asserted); {r['prompt_tokens']}-token prompt, batch 1, fp32 on {g['device']}, best of 3{slides}"])  # fmt: skip
     return rows
 
 
@@ -588,6 +643,8 @@ def main() -> None:
                 results[section] = section_tokenize(args, workdir)
             elif section == "memory":
                 results[section] = section_memory(args, workdir)
+            elif section == "generate":
+                results[section] = section_generate(args)
             else:
                 results[section] = section_gpu(args, workdir)
             print(f"   {time.perf_counter() - start:.0f} s", flush=True)

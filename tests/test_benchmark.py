@@ -82,3 +82,18 @@ def test_the_tokenize_section_builds_each_corpus_and_reports_its_memory(tmp_path
     assert [row[0].split(":")[0] for row in rows] == [
         "token cache of BBC News as it ships", "token cache of BBC News repeated to 1 MB of JSONL", "token cache of BBC News repeated to 5 MB of JSONL"]  # fmt: skip
     assert os.listdir(tmp_path) == ["tokens-bbc"]  # the repeated corpora and their caches are removed as they go
+
+
+def test_the_generate_section_times_both_loops_on_the_same_tokens(bench):
+    """--quick: a 1-layer gpt_small-shaped net; both contexts (one that fits the 256 tokens, gpt_small's own that
+    slides), the same greedy tokens asserted inside, and a row per context."""
+    out = bench.section_generate(argparse.Namespace(quick=True))
+    assert out["new_tokens"] == 256 and out["net"]["n_layer"] == 1 and out["net"]["positions"] == "rotary"
+    for context in (512, 128):
+        r = out[f"context_{context}"]
+        assert r["same_tokens"] and r["cached_tokens_per_sec"] > 0 and r["uncached_tokens_per_sec"] > 0
+        assert r["ratio"] == r["cached_tokens_per_sec"] / r["uncached_tokens_per_sec"]
+    rows = bench.table({"generate": out})
+    assert [row[0] for row in rows] == [f"generate: gpt_small's net, context {c}, 256 new tokens greedy: KV cache vs full recompute, tokens/s"
+                                        for c in (512, 128)]  # fmt: skip
+    assert rows[1][-1].endswith("the context is full after 120 new tokens, then slides") and "slides" not in rows[0][-1]

@@ -4,9 +4,13 @@ With ``causal=False`` the same blocks attend both ways: a BERT-style encoder for
 
 The pieces of the newer recipe (modded-nanogpt, Llama) are switches on the same network, each off by
 default, so a checkpoint made before loads as it is: rotary positions, QK-norm, RMSNorm, ReLU² or
-SwiGLU MLPs, an untied zero-initialized head, and logit soft-capping."""
+SwiGLU MLPs, an untied zero-initialized head, and logit soft-capping.
+
+Generation (``generate``, ``stream``) keeps a ``KVCache``: the prompt is run once, then each new token
+attends to the cached keys and values of those before it, instead of re-running the whole context."""
 
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -29,10 +33,33 @@ class Rotary(nn.Module):
         self.register_buffer("cos", angles.cos(), persistent=False)  # computed, not learned: not in checkpoints
         self.register_buffer("sin", angles.sin(), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        cos, sin = self.cos[: x.size(-2)].to(x.dtype), self.sin[: x.size(-2)].to(x.dtype)
+    def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """``x`` (..., T, head_dim) at positions ``start .. start + T - 1``."""
+        cos, sin = self.cos[start : start + x.size(-2)].to(x.dtype), self.sin[start : start + x.size(-2)].to(x.dtype)
         x1, x2 = x.chunk(2, dim=-1)
         return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
+class KVCache:
+    """The keys and values of the tokens a GPT has seen, per layer, for generation: each layer's are
+    preallocated for ``block_size`` positions (B, n_head, block_size, head_dim) at its first ``store``,
+    in the dtype and on the device of its keys. ``pos``: the positions filled, the next token's position."""
+
+    def __init__(self, n_layer: int, block_size: int):
+        self.block_size, self.pos = block_size, 0
+        self.keys: list[torch.Tensor | None] = [None] * n_layer
+        self.values: list[torch.Tensor | None] = [None] * n_layer
+
+    def store(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write the keys and values (B, H, T, D) of the new positions ``pos .. pos + T - 1`` of ``layer``;
+        return those of every position so far. ``pos`` moves on once all layers have stored (``GPT.features``)."""
+        if self.keys[layer] is None:
+            shape = (k.size(0), k.size(1), self.block_size, k.size(3))
+            self.keys[layer], self.values[layer] = k.new_zeros(shape), v.new_zeros(shape)
+        end = self.pos + k.size(2)
+        self.keys[layer][:, :, self.pos : end] = k
+        self.values[layer][:, :, self.pos : end] = v
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
 
 
 class SelfAttention(nn.Module):
@@ -45,16 +72,26 @@ class SelfAttention(nn.Module):
         self.dropout = dropout
         self.resid_dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        """``cache`` (generation, causal only): ``x`` holds the tokens after the ``cache.pos`` cached ones,
+        which they attend to as well; ``layer`` is this block's index in it."""
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
         if self.qk_norm:  # unit-RMS queries and keys: attention logits stay bounded at high learning rates
             q, k = F.rms_norm(q, (q.size(-1),)), F.rms_norm(k, (k.size(-1),))
+        start = 0 if cache is None else cache.pos
         if self.rotary is not None:
-            q, k = self.rotary(q), self.rotary(k)
+            q, k = self.rotary(q, start), self.rotary(k, start)
         dropout = self.dropout if self.training else 0.0
-        keys = None if self.causal or mask is None else mask[:, None, None, :]  # both ways: no token attends to padding
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=keys, dropout_p=dropout, is_causal=self.causal)
+        if cache is None:
+            keys = None if self.causal or mask is None else mask[:, None, None, :]  # both ways: no token attends to padding
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=keys, dropout_p=dropout, is_causal=self.causal)
+        else:
+            k, v = cache.store(layer, k, v)
+            # SDPA's is_causal aligns its mask top-left, wrong once the queries are fewer than the keys: new token i
+            # (position start + i) sees keys 0 .. start + i; a single new token sees them all, no mask needed
+            causal = None if T == 1 else torch.ones(T, k.size(2), dtype=torch.bool, device=x.device).tril(diagonal=start)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=causal, dropout_p=dropout)
         return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(B, T, C)))
 
 
@@ -93,8 +130,8 @@ class Block(nn.Module):
         self.ln_2 = make_norm(norm, n_embd, bias)
         self.mlp = MLP(n_embd, dropout, bias, activation)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), mask)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), mask, cache, layer)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -179,17 +216,24 @@ class GPT(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def features(self, idx: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def features(self, idx: torch.Tensor, mask: torch.Tensor | None = None, cache: KVCache | None = None) -> torch.Tensor:
         """Final hidden states ``(B, T, n_embd)``: what a classifier or probe builds on. ``mask`` (real
         tokens, padding on the right) keeps a bidirectional model's tokens from attending to padding; causal
-        attention never lets a real token see it."""
+        attention never lets a real token see it. With a ``cache`` (generation), ``idx`` holds the tokens
+        after the cached ones, at positions ``cache.pos ..``; their keys and values are added to it."""
         T = idx.size(1)
-        if T > self.block_size:
-            raise ValueError(f"sequence length {T} exceeds the model's block_size {self.block_size}")
+        start = 0 if cache is None else cache.pos
+        if start + T > self.block_size:
+            raise ValueError(f"sequence length {start + T} exceeds the model's block_size {self.block_size}")
         x = self.wte(idx)
         if self.wpe is not None:
-            x = x + self.wpe(torch.arange(T, device=idx.device))
+            x = x + self.wpe(torch.arange(start, start + T, device=idx.device))
         x = self.drop(x)
+        if cache is not None:
+            for layer, block in enumerate(self.blocks):
+                x = block(x, cache=cache, layer=layer)
+            cache.pos += T
+            return self.ln_f(x)
         recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
         for block in self.blocks:  # non-reentrant checkpointing replays the RNG: dropout masks match
             x = checkpoint(block, x, mask, use_reentrant=False) if recompute else block(x, mask)
@@ -210,22 +254,81 @@ class GPT(nn.Module):
         return 6 * n_params + 12 * self.n_layer * seq_len * self.n_embd
 
     @torch.no_grad()
-    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None) -> torch.Tensor:
-        """Extend ``idx`` (B, T) by ``max_new_tokens`` sampled tokens; temperature 0 is greedy."""
+    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, eos_id: int | None = None, generator: torch.Generator | None = None,
+                 use_cache: bool = True) -> torch.Tensor:  # fmt: skip
+        """``idx`` (B, T) extended by up to ``max_new_tokens`` sampled tokens: (B, T + n).
+
+        Args:
+            temperature: divides the logits; 0 is greedy (argmax).
+            top_k: sample from the ``top_k`` most likely tokens only; None: all of them.
+            top_p: nucleus sampling: from the fewest most likely tokens whose probability reaches ``top_p``; None or 1: all.
+            eos_id: end-of-text: a row that samples it stops there, and is padded with ``eos_id`` after it while
+                other rows go on; generation ends when every row has (so n may be less than ``max_new_tokens``).
+            generator: the random numbers of sampling (a seed: ``torch.Generator(device).manual_seed(s)``), which
+                leave torch's global RNG untouched; None draws from the global RNG.
+            use_cache: keep a ``KVCache``: run the prompt once, then one token at a time. False re-runs the whole
+                context for every token (the reference: same tokens under greedy decoding).
+
+        Past ``block_size`` tokens the context slides, as without a cache: each step sees the last ``block_size``
+        tokens, whose positions have all moved, so the cached keys no longer apply and the remaining tokens
+        are computed without the cache. The outputs equal ``use_cache=False``'s either way.
+        """
+        steps = self.new_tokens(idx, max_new_tokens, temperature, top_k, top_p, eos_id, generator, use_cache)
+        return torch.cat([idx, *steps], dim=1)
+
+    def stream(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+               top_p: float | None = None, eos_id: int | None = None, generator: torch.Generator | None = None,
+               use_cache: bool = True) -> Iterator[int]:  # fmt: skip
+        """One prompt's new token ids (``idx`` is (1, T)), each yielded as soon as it is sampled, for a terminal;
+        the end-of-text token ``eos_id`` too, after which it stops. Arguments as ``generate``'s."""
+        if idx.size(0) != 1:
+            raise ValueError(f"stream: one prompt at a time, got a batch of {idx.size(0)}: expected idx (1, T); generate() takes batches")
+        for next_id in self.new_tokens(idx, max_new_tokens, temperature, top_k, top_p, eos_id, generator, use_cache):
+            yield next_id.item()
+
+    @torch.no_grad()
+    def new_tokens(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                   top_p: float | None = None, eos_id: int | None = None, generator: torch.Generator | None = None,
+                   use_cache: bool = True) -> Iterator[torch.Tensor]:  # fmt: skip
+        """Each step's new tokens (B, 1), as ``generate`` samples them."""
         if not self.causal:
             raise ValueError("GPT causal=False: a bidirectional encoder predicts masked tokens, it does not generate: expected causal: true")
+        cache = KVCache(self.n_layer, self.block_size) if use_cache else None
+        features = type(self).features  # eager: a task's compile replaces the instance's, which would recompile at every position
+        finished = torch.zeros(idx.size(0), 1, dtype=torch.bool, device=idx.device)
         for _ in range(max_new_tokens):
-            logits = self(idx[:, -self.block_size :])[:, -1, :]
-            if temperature == 0:
-                next_id = logits.argmax(dim=-1, keepdim=True)
-            else:
-                logits = logits / temperature
-                if top_k is not None:
-                    kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
-                    logits = logits.masked_fill(logits < kth, float("-inf"))
-                next_id = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
+            if cache is None or idx.size(1) > self.block_size:  # no cache, or the window slides: re-run it whole
+                logits = self(idx[:, -self.block_size :])[:, -1, :]
+            else:  # the tokens not in the cache yet: the prompt at first, then the last one sampled
+                logits = self.token_logits(features(self, idx[:, cache.pos :], cache=cache)[:, -1, :])
+            next_id = sample_next(logits, temperature, top_k, top_p, generator)
+            if eos_id is not None:
+                next_id = next_id.masked_fill(finished, eos_id)  # rows that stopped are padded
+                finished |= next_id == eos_id
+            yield next_id
             idx = torch.cat((idx, next_id), dim=1)
-        return idx
+            if finished.all():
+                return
+
+
+def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
+    """The next token (B, 1) from logits (B, vocab): the argmax at temperature 0, else drawn from the softmax of
+    ``logits / temperature`` restricted to the ``top_k`` most likely tokens, then to the nucleus of ``top_p``."""
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    logits = logits.float() / temperature
+    if top_k is not None:
+        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probs = sorted_logits.softmax(dim=-1)
+        # a token is dropped once those more likely than it hold top_p: the most likely one always stays
+        dropped = probs.cumsum(dim=-1) - probs >= top_p
+        logits = logits.masked_fill(dropped.scatter(-1, order, dropped), float("-inf"))
+    return torch.multinomial(F.softmax(logits, dim=-1), num_samples=1, generator=generator)
 
 
 class GPTEncoder(GPT):
