@@ -1,6 +1,11 @@
 """The batches datamodules yield and tasks consume: one dataclass per kind, fields named, so that a task
 dispatches on what a batch is, never on how long a tuple is. Lightning moves dataclasses to the device
-field by field and finds their batch size the same way."""
+field by field and finds their batch size the same way.
+
+Batches of validation, test and prediction also say where each example comes from, ``index``: its position in
+the data's source (a text's record, an image's row, a prompt/response pair's), or, where the source has no
+such unit (a window of a token file), in the split; the datamodule's ``describe(index)`` names those inputs.
+Training batches leave it ``None``."""
 
 from dataclasses import dataclass
 
@@ -13,10 +18,15 @@ class TokenBatch:
 
     input_ids: ``(B, T)`` token ids.
     targets: ``(B, T)`` the next token ids, ``core.labels.IGNORE`` where nothing is scored (a prompt, padding).
+    prompt_lengths: ``(B,)`` the tokens of each example's prompt, for prompt/response pairs (the response
+        follows it, then the end-of-text token and padding); None for windows of a corpus.
+    index: ``(B,)`` where each example comes from (see the module's docstring); None in training.
     """
 
     input_ids: torch.Tensor
     targets: torch.Tensor
+    prompt_lengths: torch.Tensor | None = None
+    index: torch.Tensor | None = None
 
     @property
     def size(self) -> int:
@@ -35,11 +45,13 @@ class TextBatch:
     input_ids: ``(B, T)`` token ids, the pad id after each text.
     mask: ``(B, T)`` bool, True at the real tokens.
     labels: ``(B,)`` class indices, ``core.labels.UNLABELED`` where an example has none.
+    index: ``(B,)`` each text's record in its source; None in training.
     """
 
     input_ids: torch.Tensor
     mask: torch.Tensor
     labels: torch.Tensor
+    index: torch.Tensor | None = None
 
     @property
     def size(self) -> int:
@@ -56,10 +68,12 @@ class ImageBatch:
 
     images: ``(B, C, H, W)`` floats in [-1, 1].
     labels: ``(B,)`` class indices, ``core.labels.UNLABELED`` where an image has none.
+    index: ``(B,)`` each image's row in its source; None in training.
     """
 
     images: torch.Tensor
     labels: torch.Tensor
+    index: torch.Tensor | None = None
 
     @property
     def size(self) -> int:

@@ -16,7 +16,7 @@ from core.checks import non_negative, positive
 from core.data import DataInfo
 from core.labels import UNLABELED
 from datamodules.base import DataModule
-from datamodules.splits import check_fraction, check_label_budget, few_labels
+from datamodules.splits import check_held_out, check_label_budget, few_labels
 
 # name -> (package, file inside it): data sets that ship inside packages, read without importing them
 PACKAGED = {
@@ -38,7 +38,7 @@ def load_images(source: str) -> tuple[np.ndarray, np.ndarray | None]:
         if not os.path.isdir(FASHION_MNIST):
             raise FileNotFoundError(f"source='fashion_mnist': {FASHION_MNIST} not found (apt-get install dataset-fashion-mnist)")
         source = os.path.join(FASHION_MNIST, "train-images-idx3-ubyte.gz")
-    if os.path.isdir(source):
+    if is_folder(source):
         return _read_folder(source)
     if not os.path.isfile(source):
         raise FileNotFoundError(f"image source {source!r}: not found; expected {', '.join([*PACKAGED, 'fashion_mnist'])}, an IDX file, an .npz or a folder")
@@ -73,14 +73,28 @@ def _read_npz(path: str) -> tuple[np.ndarray, np.ndarray | None]:
     return _as_unit_images(arrays[key], path), labels
 
 
+def is_folder(source: str) -> bool:
+    """Whether ``load_images`` reads ``source`` as a folder of ``<class>/<image>`` files."""
+    return source not in (*PACKAGED, "fashion_mnist") and os.path.isdir(source)
+
+
+def folder_classes(path: str) -> list[str]:
+    """The classes of a folder of ``<class>/<image>`` files: its subfolders' names, sorted (a label indexes them)."""
+    return sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+
+
+def folder_images(path: str) -> list[tuple[str, int]]:
+    """``(file, class index)`` of each image of a folder of ``<class>/<image>`` files, in the order it is read."""
+    return [(f, i) for i, c in enumerate(folder_classes(path)) for f in sorted(glob.glob(os.path.join(path, c, "*")))]
+
+
 def _read_folder(path: str) -> tuple[np.ndarray, np.ndarray]:
     """``<path>/<class>/<image>``: each subfolder a class, in sorted order."""
     try:
         from PIL import Image
     except ImportError as err:
         raise ImportError("reading a folder of images needs Pillow: pip install pillow") from err
-    classes = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
-    files = [(f, i) for i, c in enumerate(classes) for f in sorted(glob.glob(os.path.join(path, c, "*")))]
+    files = folder_images(path)
     if not files:
         raise FileNotFoundError(f"image folder {path!r}: expected <class>/<image> files, found none")
     images = [np.asarray(Image.open(f)) for f, _ in files]
@@ -106,8 +120,10 @@ def _as_unit_images(images: np.ndarray, where: str) -> np.ndarray:
 
 
 class ImageSet(Dataset):
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
-        self.images, self.labels = images, labels
+    """Images and labels; ``source_index``: each image's row in the source."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, source_index: torch.Tensor):
+        self.images, self.labels, self.source_index = images, labels, source_index
 
     def __len__(self) -> int:
         return len(self.images)
@@ -125,7 +141,7 @@ class ImageDataModule(DataModule):
             digits), ``fashion_mnist`` (Debian's dataset-fashion-mnist), or a path: an IDX images file
             (its ``labels-idx1`` twin is read when present), an ``.npz`` with ``x``/``y``, or a folder
             of ``<class>/<image>`` files.
-        val_fraction, test_fraction: shares held out, chosen by ``split_seed``.
+        val_fraction, test_fraction: shares held out, chosen by ``split_seed``; ``test_fraction`` 0: no test split.
         labels_per_class, label_fraction: train with this few labelled images (per class, or a share
             of each class); the other training images are left out.
         labels_seed: which images are labelled (default: ``split_seed``); varied alone, the held-out
@@ -149,11 +165,7 @@ class ImageDataModule(DataModule):
         positive(self, batch_size=batch_size)
         non_negative(self, num_workers=num_workers)
         check_label_budget(labels_per_class, label_fraction)
-        check_fraction("val_fraction", val_fraction)
-        if test_fraction:
-            check_fraction("test_fraction", test_fraction)
-        if val_fraction + test_fraction >= 1:
-            raise ValueError(f"val_fraction={val_fraction}, test_fraction={test_fraction}: expected shares that leave data to train on")
+        check_held_out(val_fraction, test_fraction)
         self.source, self.val_fraction, self.test_fraction, self.split_seed = source, val_fraction, test_fraction, split_seed
         self.batch_size, self.num_workers = batch_size, num_workers
         self.labels_per_class, self.label_fraction = labels_per_class, label_fraction
@@ -162,6 +174,10 @@ class ImageDataModule(DataModule):
         self.images = torch.from_numpy(images * 2 - 1)  # [0, 1] -> [-1, 1]
         self.labels = torch.from_numpy(labels) if labels is not None else torch.full((len(images),), UNLABELED)
         self.num_classes = int(self.labels.max()) + 1 if labels is not None else 0
+        self.paths = [f for f, _ in folder_images(source)] if is_folder(source) else None  # a folder's image files, by row
+        # a folder's classes are its subfolders, named; other sources' are numbered
+        self.class_names = folder_classes(source) if is_folder(source) else [str(c) for c in range(self.num_classes)]
+        self.num_classes = len(self.class_names)  # a folder's empty class too
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -169,7 +185,7 @@ class ImageDataModule(DataModule):
 
     @property
     def info(self) -> DataInfo:
-        return DataInfo(image_shape=self.image_shape, classes=tuple(str(c) for c in range(self.num_classes)))
+        return DataInfo(image_shape=self.image_shape, classes=tuple(self.class_names))
 
     def setup(self, stage: str | None = None) -> None:
         order = torch.randperm(len(self.images), generator=torch.Generator().manual_seed(self.split_seed))
@@ -178,7 +194,13 @@ class ImageDataModule(DataModule):
         if self.labels_per_class is not None or self.label_fraction is not None:
             train, _ = few_labels(self.labels.numpy(), parts["train"].numpy(), self.labels_per_class, self.label_fraction, self.labels_seed)
             parts["train"] = torch.from_numpy(train)
-        self.splits = {name: ImageSet(self.images[idx], self.labels[idx]) for name, idx in parts.items()}
+        self.splits = {name: ImageSet(self.images[idx], self.labels[idx], idx) for name, idx in parts.items()}
+        if stage in ("test", "predict"):
+            self.check_test_split(len(parts["test"]), stage, "images")
+
+    def describe(self, index: list[int]) -> dict[str, list]:
+        """A folder's images by their file's path; others are named by their row (``index``) alone."""
+        return {"path": [self.paths[i] for i in index]} if self.paths else {}
 
     def collate(self, examples: list[tuple[torch.Tensor, torch.Tensor]]) -> ImageBatch:
         images, labels = default_collate(examples)
@@ -192,3 +214,5 @@ class ImageDataModule(DataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self.eval_loader(self.splits["test"])
+
+    predict_dataloader = test_dataloader

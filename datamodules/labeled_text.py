@@ -83,8 +83,10 @@ def _records(path: str) -> Iterator[tuple[str, dict, str | None]]:
 
 
 class TokenizedTexts(Dataset):
-    def __init__(self, ids: list[list[int]], labels: np.ndarray):
-        self.ids, self.labels = ids, labels
+    """Token ids and labels of texts; ``source_index``: each text's position in the source (``LabeledTextDataModule.texts``)."""
+
+    def __init__(self, ids: list[list[int]], labels: np.ndarray, source_index: np.ndarray):
+        self.ids, self.labels, self.source_index = ids, labels, source_index
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -104,9 +106,10 @@ class LabeledTextDataModule(SavesTokenizer, DataModule):
         tokenizer: the backbone's: ``gpt2``, ``bytes``, a checkpoint of this platform (the tokenizer
             its model was trained with), a ``tokenizer.json``, or a Hugging Face model (``minilm``).
         max_length: tokens kept per text (its beginning).
-        val_fraction: share of each class held out for validation and testing, chosen by ``split_seed``:
-            for ``bbc_news``, the articles that ``TextDataModule`` holds out of pretraining at the same
-            ``val_fraction`` and ``split_seed``.
+        val_fraction, test_fraction: shares of each class held out for validation and for testing, chosen by
+            ``split_seed`` (``datamodules.splits.held_out``: the held-out set depends on their sum alone); for
+            ``bbc_news``, the articles that ``TextDataModule`` holds out of pretraining, as its validation and
+            test documents, at the same fractions and ``split_seed``. ``test_fraction`` 0: no test split.
         labels_per_class, label_fraction: train with this few labels (per class, or a share of the
             rest); the others are left out, or, with ``unlabeled``, kept in training without a label
             (for distillation, where the teacher labels them).
@@ -121,7 +124,8 @@ class LabeledTextDataModule(SavesTokenizer, DataModule):
         label_field: str = "label",
         tokenizer: str = "gpt2",
         max_length: int = 256,
-        val_fraction: float = 0.2,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
         labels_per_class: int | None = None,
         label_fraction: float | None = None,
         unlabeled: bool = False,
@@ -142,7 +146,8 @@ class LabeledTextDataModule(SavesTokenizer, DataModule):
             raise ValueError(f"source {source!r}: {len(self.texts)} texts with {len(self.classes)} label(s) in {label_field!r}; expected at least 2 classes")
         index = {c: i for i, c in enumerate(self.classes)}
         self.labels = np.array([index.get(n, UNLABELED) for n in names])
-        self.parts = split_by_class(self.labels, val_fraction, labels_per_class, label_fraction, split_seed, labels_seed)
+        self.parts = split_by_class(self.labels, val_fraction, labels_per_class, label_fraction, split_seed, labels_seed, test_fraction)
+        self.test_fraction = test_fraction
         self.tokenizer = load_tokenizer(tokenizer)
         self.vocab_size, self.num_classes = self.tokenizer.vocab_size, len(self.classes)
         self.max_length, self.unlabeled, self.batch_size, self.num_workers = max_length, unlabeled, batch_size, num_workers
@@ -153,15 +158,18 @@ class LabeledTextDataModule(SavesTokenizer, DataModule):
         return DataInfo(vocab_size=self.vocab_size, classes=tuple(self.classes), tokenizer=self.tokenizer)
 
     def setup(self, stage: str | None = None) -> None:
+        if stage in ("test", "predict"):
+            self.check_test_split(len(self.parts["test"]), stage, "texts")
         if self.splits:
             return
         train = np.concatenate([self.parts["train"], self.parts["unlabeled"]]) if self.unlabeled else self.parts["train"]
         labels = self.labels.copy()
         labels[self.parts["unlabeled"]] = UNLABELED
-        for name, idx in (("train", train), ("val", self.parts["val"])):
+        for name, idx in (("train", train), ("val", self.parts["val"]), ("test", self.parts["test"])):
             ids = self.tokenizer.encode_batch([self.texts[i] for i in idx], max_length=self.max_length)
-            self.splits[name] = TokenizedTexts(ids, labels[idx])
+            self.splits[name] = TokenizedTexts(ids, labels[idx], idx)
         self.val_texts = [self.texts[i] for i in self.parts["val"]]
+        self.test_texts = [self.texts[i] for i in self.parts["test"]]
 
     def collate(self, batch: list[tuple[list[int], int]]) -> TextBatch:
         length = max(len(ids) for ids, _ in batch)
@@ -178,4 +186,10 @@ class LabeledTextDataModule(SavesTokenizer, DataModule):
     def val_dataloader(self) -> DataLoader:
         return self.eval_loader(self.splits["val"])
 
-    test_dataloader = predict_dataloader = val_dataloader
+    def test_dataloader(self) -> DataLoader:
+        return self.eval_loader(self.splits["test"])
+
+    predict_dataloader = test_dataloader
+
+    def describe(self, index: list[int]) -> dict[str, list]:
+        return {"text": [self.texts[i] for i in index]}

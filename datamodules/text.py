@@ -19,8 +19,9 @@ from core.checks import non_negative, positive, positive_number
 from core.data import DataInfo
 from datamodules.base import DataModule
 from datamodules.corpora import folder_labels, read_documents, resolve_files
-from datamodules.splits import check_fraction
+from datamodules.splits import check_held_out
 from datamodules.token_cache import (
+    TEST,
     TOKEN_BYTES,
     TRAIN,
     VAL,
@@ -37,8 +38,10 @@ from datamodules.token_cache import (
 )
 from datamodules.tokenizers import NAMES, BPETokenizer, SavesTokenizer, load_tokenizer, tokenizer_vocab_size
 
-CACHE_FORMAT = 3  # bump when the token files' layout changes (2: meta.json records sizes and checksums; 3: the BPE reserves [MASK]..., BBC News splits by topic)
-SPLITS = ((TRAIN, "train"), (VAL, "val"))
+# bump when the token files' layout changes (2: meta.json records sizes and checksums; 3: the BPE reserves [MASK]..., BBC News
+# splits by topic; 4: a test split, test.bin)
+CACHE_FORMAT = 4
+SPLITS = ((TRAIN, "train"), (VAL, "val"), (TEST, "test"))
 
 
 class TokenWindows(Dataset):
@@ -54,7 +57,7 @@ class TokenWindows(Dataset):
         self._tokens = None
 
     def __len__(self) -> int:
-        return (self.n_tokens - 1) // self.block_size
+        return max(0, self.n_tokens - 1) // self.block_size
 
     def __getitem__(self, i: int) -> torch.Tensor:
         if self._tokens is None:
@@ -82,10 +85,13 @@ class TextDataModule(SavesTokenizer, DataModule):
             documents (one in k), which the build's summary line names.
         block_size: tokens per training window: the network's context (``info.block_size``).
         batch_size: windows per batch (per device).
-        val_fraction: share of documents held out for validation, chosen by ``split_seed``; ``bbc_news``
-            holds out that share of each topic, the very articles ``LabeledTextDataModule`` scores its
-            classifiers on at the same ``val_fraction`` and ``split_seed``: pretraining never reads them.
-            A corpus of a single document holds out its last ``val_fraction`` of tokens instead.
+        val_fraction, test_fraction: shares of documents held out for validation and for testing, chosen by
+            ``split_seed`` (``datamodules.splits.held_out``: the held-out set depends on their sum alone);
+            ``bbc_news`` holds out those shares of each topic, the very articles ``LabeledTextDataModule``
+            validates and tests its classifiers on at the same fractions and ``split_seed``: pretraining never
+            reads them. A corpus of a single document holds out its last ``val_fraction + test_fraction`` of
+            characters instead, validation's part first. ``test_fraction`` 0: no test split (``test`` and
+            ``predict`` refuse to run).
         num_workers: DataLoader worker processes.
         cache_dir: where token files are cached, keyed by a hash of the inputs and tokenizer.
     """
@@ -99,7 +105,8 @@ class TextDataModule(SavesTokenizer, DataModule):
         bpe_sample_mb: float = 100.0,
         block_size: int = 256,
         batch_size: int = 32,
-        val_fraction: float = 0.1,
+        val_fraction: float = 0.05,
+        test_fraction: float = 0.05,
         split_seed: int = 0,
         num_workers: int = 0,
         cache_dir: str = ".cache/tokens",
@@ -108,14 +115,14 @@ class TextDataModule(SavesTokenizer, DataModule):
         positive(self, block_size=block_size, batch_size=batch_size)
         positive_number(self, bpe_sample_mb=bpe_sample_mb)
         non_negative(self, num_workers=num_workers)
-        check_fraction("val_fraction", val_fraction)
+        check_held_out(val_fraction, test_fraction)
         self.tokenizer = None if tokenizer == "bpe" else load_tokenizer(tokenizer)  # "bpe" is trained in prepare_data
         self.vocab_size = self.tokenizer.vocab_size if self.tokenizer else tokenizer_vocab_size(tokenizer, bpe_vocab_size)
         self.files, self.format = resolve_files(corpus)  # a missing file fails here, before any run directory is made
         self.corpus, self.text_field, self.tokenizer_name, self.bpe_vocab_size = corpus, text_field, tokenizer, bpe_vocab_size
         self.bpe_sample_mb = bpe_sample_mb
         self.block_size, self.batch_size, self.num_workers = block_size, batch_size, num_workers
-        self.val_fraction, self.split_seed, self.cache_dir = val_fraction, split_seed, cache_dir
+        self.val_fraction, self.test_fraction, self.split_seed, self.cache_dir = val_fraction, test_fraction, split_seed, cache_dir
         self.stats: dict = {}
 
     @property
@@ -133,6 +140,7 @@ class TextDataModule(SavesTokenizer, DataModule):
             "bpe_vocab_size": self.bpe_vocab_size if self.tokenizer_name == "bpe" else None,
             "bpe_sample_mb": self.bpe_sample_mb if self.tokenizer_name == "bpe" else None,
             "val_fraction": self.val_fraction,
+            "test_fraction": self.test_fraction,
             "split_seed": self.split_seed,
         }
         digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
@@ -141,10 +149,11 @@ class TextDataModule(SavesTokenizer, DataModule):
     @property
     def cache_files(self) -> tuple[str, ...]:
         """The files of a cache, besides meta.json: the token files, and a trained BPE's tokenizer."""
-        return ("train.bin", "val.bin", "tokenizer.json") if self.tokenizer_name == "bpe" else ("train.bin", "val.bin")
+        token_files = tuple(f"{name}.bin" for _, name in SPLITS)
+        return (*token_files, "tokenizer.json") if self.tokenizer_name == "bpe" else token_files
 
     def prepare_data(self) -> None:
-        """Tokenize the corpus into ``train.bin``/``val.bin`` (uint32) unless the cache has them.
+        """Tokenize the corpus into ``train.bin``/``val.bin``/``test.bin`` (uint32) unless the cache has them.
 
         An existing cache is verified first (``cache_problem``: sizes against meta.json's token counts,
         checksums recorded when it was built); a corrupt or partial one is rebuilt, with one warning line.
@@ -165,7 +174,7 @@ class TextDataModule(SavesTokenizer, DataModule):
     def split(self, documents: Iterable[str] | None = None) -> Split:
         """Where each document goes (``token_cache.plan_split``): held out by topic for a labelled corpus."""
         documents = self.documents() if documents is None else documents
-        split = plan_split(documents, folder_labels(self.corpus, self.files), self.val_fraction, self.split_seed)
+        split = plan_split(documents, folder_labels(self.corpus, self.files), self.val_fraction, self.split_seed, self.test_fraction)
         if not len(split.where):
             raise ValueError(f"corpus {self.corpus!r}: no text in its {len(self.files)} file(s)")
         return split
@@ -200,7 +209,7 @@ class TextDataModule(SavesTokenizer, DataModule):
                 "tokenizer": self.tokenizer_name,
                 "documents": len(split.where),
                 "copies_left_out": split.copies,
-                "bytes": split.chars(TRAIN) + split.chars(VAL),
+                "bytes": sum(split.chars(where) for where, _ in SPLITS),
             }
             for where, name in SPLITS:
                 meta[f"{name}_tokens"] = files[where].tokens
@@ -245,7 +254,12 @@ class TextDataModule(SavesTokenizer, DataModule):
             self.tokenizer = BPETokenizer.load(os.path.join(path, "tokenizer.json"), self.bpe_vocab_size)
         self.train_set = TokenWindows(os.path.join(path, "train.bin"), self.block_size)
         self.val_set = TokenWindows(os.path.join(path, "val.bin"), self.block_size)
-        for split, dataset in (("train", self.train_set), ("val", self.val_set)):
+        self.test_set = TokenWindows(os.path.join(path, "test.bin"), self.block_size)
+        needed = {"train": self.train_set, "val": self.val_set}
+        if stage in ("test", "predict"):  # the test split alone: a fit never needs it
+            self.check_test_split(meta.get("test_documents", 0), stage, "documents")
+            needed = {"test": self.test_set}
+        for split, dataset in needed.items():
             if len(dataset) == 0:
                 raise ValueError(
                     f"data.block_size={self.block_size} is too large for the {split} split "
@@ -271,4 +285,9 @@ class TextDataModule(SavesTokenizer, DataModule):
     def val_dataloader(self) -> DataLoader:
         return self.eval_loader(self.val_set)
 
-    test_dataloader = val_dataloader
+    def test_dataloader(self) -> DataLoader:
+        """The test documents' windows; a batch's ``index`` is each window's position in ``test.bin`` (window i
+        starts at token ``i * block_size``)."""
+        return self.eval_loader(self.test_set)
+
+    predict_dataloader = test_dataloader

@@ -2,10 +2,11 @@
 
 Building a cache reads the documents in passes, each a fresh stream from the files:
 1. the split: each document's length, label and a hash of its text; from them, which documents are
-   held out (``datamodules.splits.held_out``) and which are copies of held-out ones (left out of train);
+   held out for validation and for testing (``datamodules.splits.held_out``) and which are copies of
+   held-out ones (left out of train);
 2. a trained BPE's sample: the training documents, or one in k of them beyond ``bpe_sample_mb``;
-3. the tokens: chunks of documents encoded (``encode_batch``, parallel) and appended to ``train.bin`` and
-   ``val.bin`` (uint32), in the corpus's order, checksummed as they are written.
+3. the tokens: chunks of documents encoded (``encode_batch``, parallel) and appended to ``train.bin``,
+   ``val.bin`` and ``test.bin`` (uint32), in the corpus's order, checksummed as they are written.
 A terminal shows each pass as a progress bar (MB/s, ETA); a log gets one summary line.
 """
 
@@ -21,10 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from datamodules.splits import held_out
+from datamodules.splits import held_out, share_of_held_out
 
 TOKEN_BYTES = np.dtype(np.uint32).itemsize
-TRAIN, VAL, COPY = 0, 1, 2  # where a document goes; COPY: a copy of a held-out document, in neither split
+TRAIN, VAL, COPY, TEST = 0, 1, 2, 3  # where a document goes; COPY: a copy of a held-out (val or test) document, in no split
 CHUNK_CHARS = 1 << 21  # documents encoded at a time: ~2 M characters, some 60 MB of encodings at the peak
 
 REFRESH_S = 0.1  # a progress bar redraws at most this often
@@ -40,21 +41,29 @@ def progress(description: str, total_bytes: int) -> tqdm:
 class Split:
     """Where each non-blank document of the corpus goes, from one pass over it."""
 
-    where: np.ndarray  # TRAIN, VAL or COPY, per non-blank document
+    where: np.ndarray  # TRAIN, VAL, TEST or COPY, per non-blank document
     lengths: np.ndarray  # characters of each
-    tail: int | None = None  # a corpus of one document: the character where its held-out tail begins
+    tail: int | None = None  # a corpus of one document: the character where its held-out tail begins (validation's part)
+    test_start: int | None = None  # and where the tail's test part begins (its length: no test part)
 
     @property
     def copies(self) -> int:
         return int((self.where == COPY).sum())
 
+    def tail_parts(self) -> dict[int, tuple[int, int]]:
+        """A corpus of one document: the characters ``(start, end)`` of each split's part of it."""
+        return {TRAIN: (0, self.tail), VAL: (self.tail, self.test_start), TEST: (self.test_start, int(self.lengths[0]))}
+
     def chars(self, split: int) -> int:
         if self.tail is not None:
-            return self.tail if split == TRAIN else int(self.lengths[0]) - self.tail
+            start, end = self.tail_parts().get(split, (0, 0))
+            return end - start
         return int(self.lengths[self.where == split].sum())
 
     def documents(self, split: int) -> int:
-        return 1 if self.tail is not None else int((self.where == split).sum())
+        if self.tail is not None:
+            return int(split in (TRAIN, VAL) or self.chars(split) > 0)
+        return int((self.where == split).sum())
 
 
 def is_text(doc: str) -> bool:
@@ -62,11 +71,13 @@ def is_text(doc: str) -> bool:
     return bool(doc) and not doc.isspace()
 
 
-def plan_split(documents: Iterable[str], labels: list[str] | None, val_fraction: float, seed: int) -> Split:
-    """Hold out ``val_fraction`` of the documents (of each label, for a labelled corpus: ``labels[i]`` is the
-    i-th document's), chosen by ``seed``, and mark the copies of held-out documents: BBC News has articles
+def plan_split(documents: Iterable[str], labels: list[str] | None, val_fraction: float, seed: int, test_fraction: float = 0.0) -> Split:
+    """Hold out ``val_fraction + test_fraction`` of the documents (of each label, for a labelled corpus:
+    ``labels[i]`` is the i-th document's), chosen by ``seed`` and split into validation and test
+    (``datamodules.splits.held_out``), and mark the copies of held-out documents: BBC News has articles
     twice, under two names, and a copy of a held-out article must not be trained on. A corpus of a single
-    document holds out its last ``val_fraction`` of characters instead. Keeps 24 bytes per document."""
+    document holds out its last ``val_fraction + test_fraction`` of characters instead: validation's part,
+    then test's. Keeps 24 bytes per document."""
     hashes, lengths, codes, names = array("q"), array("q"), array("q"), {}
     for i, doc in enumerate(documents):
         if is_text(doc):
@@ -75,23 +86,36 @@ def plan_split(documents: Iterable[str], labels: list[str] | None, val_fraction:
             codes.append(names.setdefault(labels[i] if labels else "", len(names)))
     lengths_ = np.frombuffer(lengths, dtype=np.int64)
     if len(hashes) <= 1:  # none: the caller says so; one: its tail is held out
-        return Split(np.full(len(hashes), TRAIN, dtype=np.int8), lengths_, tail=int(lengths_[0] * (1 - val_fraction)) if hashes else None)
+        return single_document_split(lengths_, val_fraction, test_fraction)
     rank = np.argsort(np.argsort(list(names)))  # classes numbered in sorted order of their names, as held_out sorts them
-    val, _ = held_out(rank[np.frombuffer(codes, dtype=np.int64)], val_fraction, seed)
+    val, test, _ = held_out(rank[np.frombuffer(codes, dtype=np.int64)], val_fraction, seed, test_fraction)
     where = np.full(len(hashes), TRAIN, dtype=np.int8)
     hashes_ = np.frombuffer(hashes, dtype=np.int64)
-    where[np.isin(hashes_, hashes_[val])] = COPY
+    where[np.isin(hashes_, hashes_[np.concatenate([val, test])])] = COPY
     where[val] = VAL
+    where[test] = TEST
     return Split(where, lengths_)
 
 
+def single_document_split(lengths: np.ndarray, val_fraction: float, test_fraction: float) -> Split:
+    """No document (the caller says so), or one: its last ``val_fraction + test_fraction`` of characters are held
+    out, validation's share of them first (``share_of_held_out``), then test's."""
+    if not len(lengths):
+        return Split(np.zeros(0, dtype=np.int8), lengths)
+    length = int(lengths[0])
+    tail = int(length * (1 - (val_fraction + test_fraction)))
+    test_start = min(length, tail + share_of_held_out(length - tail, val_fraction, test_fraction)) if length > tail else length
+    return Split(np.full(1, TRAIN, dtype=np.int8), lengths, tail=tail, test_start=test_start)
+
+
 def split_stream(documents: Iterable[str], split: Split) -> Iterator[tuple[int, str]]:
-    """``(TRAIN or VAL or COPY, text)`` for each non-blank document (the two parts of a single document)."""
+    """``(TRAIN, VAL, TEST or COPY, text)`` for each non-blank document (the parts of a single document)."""
     kept = filter(is_text, documents)
     if split.tail is not None:
         doc = next(kept)
-        yield TRAIN, doc[: split.tail]
-        yield VAL, doc[split.tail :]
+        for where, (start, end) in split.tail_parts().items():
+            if where != TEST or end > start:  # no test part: an empty test split, not a lone end-of-text
+                yield where, doc[start:end]
         return
     where = split.where.tolist()
     for i, doc in enumerate(kept):  # to the end of the stream, the last block's bytes counted
@@ -139,7 +163,7 @@ class TokenFile:
 
 def write_tokens(documents: Iterable[str], split: Split, tokenizer, files: dict[int, TokenFile]) -> None:
     """Encode the documents a chunk at a time, each followed by the end-of-text token, onto their split's file."""
-    chunks: dict[int, list[str]] = {TRAIN: [], VAL: []}
+    chunks: dict[int, list[str]] = {TRAIN: [], VAL: [], TEST: []}
     sizes = dict.fromkeys(chunks, 0)
 
     def flush(where: int) -> None:

@@ -1,6 +1,7 @@
 """Callbacks every run gets (see PlatformCLI.run_callbacks)."""
 
 import csv
+import json
 import os
 import random
 import shutil
@@ -18,6 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from litlab.loggers import finish_wandb
 from litlab.runs import free_path
 from litlab.signals import STOP, Stopped
+from tasks.images import image_grid, save_png
 
 
 class RNGState(L.Callback):
@@ -170,28 +172,95 @@ class SpeedMonitor(L.Callback):
 
 
 class PredictionWriter(L.Callback):
-    """Writes what ``predict_step`` returns (a dict of equal-length lists, one entry per example) as
-    rows of a CSV file, batch by batch; an existing file is never overwritten (``predictions-2.csv``...)."""
+    """Writes what ``predict_step`` returns into the files the task names (``Task.prediction_files``), in the run
+    directory; an existing file is never overwritten (``predictions-2.csv``...). A task returns a dict of
+    per-example values for each batch (lists, or tensors whose first dimension is the batch's), ``index`` among
+    them where examples come from a source: the datamodule's ``describe(index)`` columns (the text, an image's
+    path) follow it. Each file's extension chooses its format:
+
+    - ``.csv``: a row per example, a column per key, written batch by batch;
+    - ``.jsonl``: a JSON object per example, the same keys, written batch by batch;
+    - ``.npz``: an array per key, every batch's rows concatenated (tensors kept as they are: float32 stays exact);
+    - ``.png``: a grid of the first ``GRID_IMAGES`` of the ``images`` returned, (C, H, W) in [0, 1].
+    """
+
+    FORMATS = (".csv", ".jsonl", ".npz", ".png")
+    GRID_IMAGES, GRID_COLUMNS = 64, 8
 
     def __init__(self, run_dir: str):
-        self.run_dir, self.path, self._file, self._writer = run_dir, None, None, None
+        self.run_dir, self.paths, self._files, self._writers, self._arrays = run_dir, [], {}, {}, {}
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.world_size > 1:
             raise ValueError("predict writes one file: run it on one device (--trainer.devices 1)")
+        names = getattr(pl_module, "prediction_files", ())
+        if not names:
+            raise ValueError(f"predict: {type(pl_module).__name__} has no predictions to write: expected a classifier, CausalLM, reconstruction, contrastive or GAN task")
+        unknown = [n for n in names if not n.endswith(self.FORMATS)]
+        if unknown:
+            raise ValueError(f"{type(pl_module).__name__}.prediction_files names {unknown[0]!r}: expected a file ending in {', '.join(self.FORMATS)}")
         os.makedirs(self.run_dir, exist_ok=True)
-        self.path = free_path(os.path.join(self.run_dir, "predictions.csv"))
-        self._file, self._writer = open(self.path, "w", newline=""), None
+        self.paths = [free_path(os.path.join(self.run_dir, name)) for name in names]
+        self._files = {path: open(path, "w", newline="") for path in self.paths if path.endswith((".csv", ".jsonl"))}
+        self._writers, self._arrays = {}, {}
 
     def on_predict_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: dict, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        if self._writer is None:
-            self._writer = csv.writer(self._file)
-            self._writer.writerow(outputs)
-        self._writer.writerows(zip(*outputs.values()))
+        columns = self.columns(outputs, trainer.datamodule)
+        rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
+        for path, file in self._files.items():
+            if path.endswith(".jsonl"):
+                file.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+                continue
+            if path not in self._writers:
+                self._writers[path] = csv.DictWriter(file, fieldnames=list(columns))
+                self._writers[path].writeheader()
+            self._writers[path].writerows(rows)
+        if any(path.endswith((".npz", ".png")) for path in self.paths):
+            for key, value in outputs.items():
+                self._arrays.setdefault(key, []).append(value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value))
+
+    @staticmethod
+    def columns(outputs: dict, datamodule) -> dict[str, list]:
+        """A batch's outputs as lists, with the datamodule's description of the inputs after ``index``."""
+        columns = {key: value.tolist() if isinstance(value, torch.Tensor) else list(value) for key, value in outputs.items()}
+        if "index" not in columns or not hasattr(datamodule, "describe"):
+            return columns
+        keys = list(columns)
+        described = datamodule.describe(columns["index"])
+        after = keys.index("index") + 1
+        return {**{k: columns[k] for k in keys[:after]}, **described, **{k: columns[k] for k in keys[after:]}}
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._file.close()
-        print_rank_zero(f"Predictions: {self.path}")
+        for file in self._files.values():
+            file.close()
+        arrays = {key: np.concatenate(parts) for key, parts in self._arrays.items()}
+        for path in self.paths:
+            if path.endswith(".npz"):
+                np.savez(path, **arrays)
+            elif path.endswith(".png"):
+                if "images" not in arrays:
+                    raise ValueError(f"predict: {path} is a grid of the images predict_step returns, and it returned none: expected an 'images' key")
+                images = torch.from_numpy(arrays["images"][: self.GRID_IMAGES]) * 2 - 1  # image_grid takes [-1, 1]
+                save_png(image_grid(list(images.split(self.GRID_COLUMNS))), path)
+        print_rank_zero("\n".join(f"Predictions: {path}" for path in self.paths))
+
+
+class TestFigures(L.Callback):
+    """Saves the images a task made at test (``Task.test_figures``: a confusion matrix...) as ``<run>/<name>.png``,
+    never over an earlier one (``confusion_matrix-2.png``...), and prints where."""
+
+    def __init__(self, run_dir: str):
+        self.run_dir, self.paths = run_dir, []
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        for name, image in getattr(pl_module, "test_figures", {}).items():
+            os.makedirs(self.run_dir, exist_ok=True)
+            path = free_path(os.path.join(self.run_dir, f"{name}.png"))
+            save_png(image, path)
+            self.paths.append(path)
+            print_rank_zero(f"{name.replace('_', ' ').capitalize()}: {path}")
 
 
 class ValidationReport(L.Callback):

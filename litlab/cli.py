@@ -16,7 +16,9 @@ What every run gets (on top of what its config says):
 - W&B logging into ``<run>/wandb``, offline when there are no credentials (``trainer.logger``
   replaces it: ``false``, or a CSV or TensorBoard logger);
 - ``--ckpt_path`` taking ``last`` (an error when there is nothing to resume), a run directory or a file;
-- ``predict`` writing what the task predicts to ``<run>/predictions.csv`` (never over an earlier file);
+- ``test`` saving the images a task makes of its test (a classifier's confusion matrix) into the run directory;
+- ``predict`` writing what the task predicts into the run directory (``predictions.csv``, ``latents.npz``...,
+  never over an earlier file; ``litlab.callbacks.PredictionWriter``);
 - ``compare runs/a runs/b ...`` printing runs side by side from their files (``litlab.compare``), ``generate`` text
   from a causal LM's checkpoint (``litlab.generate``), ``export`` a run's network for Hugging Face (``litlab.export``).
 """
@@ -41,7 +43,7 @@ from core.checkpoints import check_fits, read_checkpoint
 from core.compat import deferred_print_config, subcommand_parser
 from core.data import DataInfo
 from datamodules.base import DataModule
-from litlab.callbacks import LastCheckpoint, PredictionWriter, RNGState, SpeedMonitor, ValidationReport, print_rank_zero
+from litlab.callbacks import LastCheckpoint, PredictionWriter, RNGState, SpeedMonitor, TestFigures, ValidationReport, print_rank_zero
 from litlab.errors import check_config_files, one_line
 from litlab.hardware import check_device, default_precision, keep_freed_memory
 from litlab.loggers import MetricsFile, finish_wandb, wandb_logger, wandb_sync_hint
@@ -159,7 +161,7 @@ class PlatformCLI(LightningCLI):
         check_device(config.trainer)
         if self.subcommand == "fit":
             check_training_length(config.trainer)
-        if self.subcommand in ("fit", "predict"):
+        if self.subcommand in ("fit", "test", "predict"):
             check_writable(config.run.dir)
         for key, value in self.run_options.items():  # how the networks run is this run's choice
             config.model[key] = value
@@ -231,13 +233,13 @@ class PlatformCLI(LightningCLI):
         if self.subcommand != "fit":
             warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`, callbacks used to create the checkpoint")
         learning_rate = [LearningRateMonitor(logging_interval="step")] if has_logger else []
-        predictions = [PredictionWriter(self.run_dir)] if self.subcommand == "predict" else []
+        writers = {"predict": [PredictionWriter(self.run_dir)], "test": [TestFigures(self.run_dir)]}.get(self.subcommand, [])  # files of the run
         # the bar reads the logged values, a device synchronization: once per logging interval, not every step
         bar = config.trainer.enable_progress_bar is not False and not any(isinstance(c, ProgressBar) for c in given)
         progress = [TQDMProgressBar(refresh_rate=config.trainer.log_every_n_steps or 50)] if bar else []
         speed = SpeedMonitor(START_TIME, config.run.peak_tflops)
         weights_step = self.checkpoint.get("global_step") if self.checkpoint is not None and self.subcommand != "fit" else None
-        return [checkpoint, *best, *learning_rate, *predictions, *progress, RNGState(), speed, ValidationReport(weights_step)]
+        return [checkpoint, *best, *learning_rate, *writers, *progress, RNGState(), speed, ValidationReport(weights_step)]
 
     # -- fit -------------------------------------------------------------------------------------
     def before_fit(self) -> None:

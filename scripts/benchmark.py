@@ -413,7 +413,7 @@ def build_cache(corpus: str, cache_dir: str) -> dict:
     """One token cache built from nothing, in this (fresh) process: gpt_small's data settings on ``corpus``."""
     from datamodules import TextDataModule
 
-    data = TextDataModule(corpus=corpus, tokenizer="bpe", bpe_vocab_size=4096, block_size=128, val_fraction=0.2, cache_dir=cache_dir)
+    data = TextDataModule(corpus=corpus, tokenizer="bpe", bpe_vocab_size=4096, block_size=128, val_fraction=0.1, test_fraction=0.1, cache_dir=cache_dir)
     baseline = _rss_mb("VmRSS")  # torch, lightning and the tokenizers imported: what any run holds anyway
     start = time.perf_counter()
     data.prepare_data()

@@ -46,7 +46,10 @@ class GAN(Task):
     images and of as many generated ones, and a grid of samples. The features come from
     ``fid_encoder_ckpt`` (the main network, an encoder, of a reconstruction or contrastive run on the
     same data) or, without one, from a fixed randomly initialized conv encoder; compare FIDs only under
-    one extractor. ``**kwargs``: ``optimizer``, ``schedule``, ``compile`` (``tasks.base.Task``).
+    one extractor. ``test`` logs ``test/fid``, against the test images. ``predict`` draws one sample per test
+    image (a batch's from the seed of its number, as test does) and writes them as ``samples.npz``, ``images``
+    ``(N, C, H, W)`` in [0, 1] and the ``seed`` each was drawn from (``GAN.sample(batch size, seed)``), and the
+    first 64 as a grid, ``samples.png``. ``**kwargs``: ``optimizer``, ``schedule``, ``compile`` (``tasks.base.Task``).
     """
 
     networks = ("generator", "discriminator")
@@ -125,6 +128,18 @@ class GAN(Task):
         real = batch.images
         self.fid.update((real + 1) / 2, real=True)
         self.fid.update((self.sample(len(real), seed=batch_idx) + 1) / 2, real=False)
+
+    test_step = validation_step
+
+    def on_test_epoch_end(self) -> None:
+        self.log("test/fid", self.fid.compute())
+        self.fid.reset()
+
+    prediction_files = ("samples.npz", "samples.png")
+
+    def predict_step(self, batch: ImageBatch, batch_idx: int) -> dict[str, torch.Tensor]:
+        images = (self.sample(len(batch.images), seed=batch_idx) + 1) / 2
+        return {"images": images, "seed": torch.full((len(images),), batch_idx)}
 
     def on_validation_epoch_end(self) -> None:
         self.log("val/fid", self.fid.compute(), prog_bar=True)

@@ -13,7 +13,10 @@ from torchmetrics import Metric
 from core.checkpoints import CHECKPOINT_FORMAT
 from core.compat import is_compiled, save_hyperparameters
 from core.data import DataInfo, HasDataInfo
+from tasks.images import log_image
 from tasks.optim import OptimizerCallable, ScheduleCallable, WarmupCosine, param_groups, scale_learning_rates
+
+STAGES = ("val", "test")  # the stages that score held-out data, each with metrics of its own
 
 
 class Task(L.LightningModule):
@@ -27,7 +30,12 @@ class Task(L.LightningModule):
       field}``), as networks do; the CLI fills them (see ``core.data``);
     - checks the data in ``use_data(info)`` and keeps what it needs of it: called by the CLI before
       training and by ``setup`` from the datamodule's ``info``;
-    - takes ``**kwargs`` and hands them to ``super().__init__``: the arguments below, written once.
+    - takes ``**kwargs`` and hands them to ``super().__init__``: the arguments below, written once;
+    - for ``test``, logs ``test/...`` metrics and may add images (``add_test_figure``) that the run saves as PNGs;
+    - for ``predict``, names the files it writes in ``prediction_files`` and returns from ``predict_step`` a dict
+      of per-example values (lists, or tensors whose first dimension is the batch's), with an ``index`` (the
+      batch's: where each example comes from); ``litlab.callbacks.PredictionWriter`` writes them, in the format
+      each file's extension names.
 
     Args:
         optimizer: any ``torch.optim`` optimizer (or ``tasks.optim.Split``), given the task's parameter
@@ -43,12 +51,20 @@ class Task(L.LightningModule):
     # what the task made at its last validation, for the summary: a language model's text, or an image
     # grid (C, H, W) in [0, 1] (inputs above reconstructions, samples), which fit saves as sample.png
     last_sample: str | torch.Tensor | None = None
+    # the files predict writes into the run directory (predictions.csv, latents.npz...); none: predict is refused
+    prediction_files: tuple[str, ...] = ()
 
     def __init__(self, optimizer: OptimizerCallable = torch.optim.AdamW, schedule: ScheduleCallable | None = WarmupCosine, compile: bool = False):
         super().__init__()
         save_hyperparameters(self, inspect.currentframe())  # this task's arguments and its subclass's: the checkpoint rebuilds it
         self.make_optimizer, self.make_schedule, self.compile_enabled = optimizer, schedule, compile
         self.data = DataInfo()
+        self.test_figures: dict[str, torch.Tensor] = {}  # name -> (C, H, W) image in [0, 1], made at test
+
+    def add_test_figure(self, name: str, image: torch.Tensor) -> None:
+        """Keep an image of the test (saved as ``<run>/<name>.png`` once it ends) and log it as ``test/<name>``."""
+        self.test_figures[name] = image
+        log_image(self.logger, f"test/{name}", image, self.global_step)
 
     # -- the data ------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -128,9 +144,11 @@ class Distillable(Protocol):
 
     def logits_and_targets(self, batch) -> tuple[torch.Tensor, torch.Tensor]: ...
 
-    def evaluate(self, logits: torch.Tensor, targets: torch.Tensor) -> None: ...
+    def evaluate(self, logits: torch.Tensor, targets: torch.Tensor, stage: str = "val") -> None: ...
 
-    def val_metrics(self) -> dict[str, torch.Tensor]: ...
+    def val_metrics(self, stage: str = "val") -> dict[str, torch.Tensor]: ...
+
+    def figures(self) -> dict[str, torch.Tensor]: ...
 
 
 def shard(task: Task, mesh) -> None:

@@ -4,15 +4,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassPrecision, MulticlassRecall
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
 
 from core.batches import ImageBatch, TextBatch
 from core.checkpoints import load_state, read_checkpoint, record, saved_tokenizer
 from core.checks import fraction
 from core.data import DataInfo
 from core.labels import UNLABELED
-from tasks.base import Task
+from tasks.base import STAGES, Task
 from tasks.checkpoints import main_network
+from tasks.images import confusion_figure, figure_image
 from tasks.nets.pooling import POOLINGS, pool
 from tasks.optim import layer_decay_scale
 
@@ -25,6 +32,13 @@ class Classification(Task):
     On a ``TextBatch`` the backbone's hidden states ``features(ids, mask)`` are pooled over the real
     tokens; on an ``ImageBatch`` the backbone's output is the feature vector. ``UNLABELED`` examples
     take no part in the loss.
+
+    Validation and test log ``loss``, ``acc``, macro ``f1``, ``precision`` and ``recall`` (``val/...``,
+    ``test/...``); a test also draws its confusion matrix, the class names on its axes
+    (``<run>/confusion_matrix.png``, and ``test/confusion_matrix`` to a logger that takes images). ``predict``
+    writes ``predictions.csv``: a row per example, ``index`` (its position in the source) and what the data
+    says of the input (the text; an image file's path), ``label`` (empty where unknown), ``predicted`` and the
+    probability of every class, a column ``p_<class>`` each.
 
     Args:
         backbone: a network from ``tasks.nets`` (``GPT``, ``GPTEncoder``, ``ConvEncoder``,
@@ -84,8 +98,9 @@ class Classification(Task):
             "precision": MulticlassPrecision(num_classes, average="macro", ignore_index=UNLABELED),
             "recall": MulticlassRecall(num_classes, average="macro", ignore_index=UNLABELED),
         })  # fmt: skip
-        self.metrics = nn.ModuleDict({stage: metrics.clone(prefix=f"{stage}/") for stage in ("val", "test")})
-        self.losses = nn.ModuleDict({stage: MeanMetric() for stage in ("val", "test")})
+        self.metrics = nn.ModuleDict({stage: metrics.clone(prefix=f"{stage}/") for stage in STAGES})
+        self.losses = nn.ModuleDict({stage: MeanMetric() for stage in STAGES})
+        self.confusion = MulticlassConfusionMatrix(num_classes, ignore_index=UNLABELED)  # of the test
 
     def _from_checkpoint(self, backbone: nn.Module | None, path: str) -> nn.Module:
         """The configured backbone loaded with the checkpoint's weights, or, when none is configured,
@@ -154,6 +169,18 @@ class Classification(Task):
     def evaluate(self, logits: torch.Tensor, targets: torch.Tensor, stage: str = "val") -> None:
         self.losses[stage].update(F.cross_entropy(logits.float(), targets, ignore_index=UNLABELED), weight=(targets != UNLABELED).sum())
         self.metrics[stage].update(logits, targets)
+        if stage == "test":
+            self.confusion.update(logits, targets)
+
+    def figures(self) -> dict[str, torch.Tensor]:
+        """The confusion matrix of the test just scored, as an image (a distillation logs its student's)."""
+        matrix = self.confusion.compute()
+        self.confusion.reset()
+        return {"confusion_matrix": figure_image(confusion_figure(matrix, self.class_names))}
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.data.classes or tuple(str(c) for c in range(self.num_classes))
 
     def val_metrics(self, stage: str = "val") -> dict[str, torch.Tensor]:
         results = {f"{stage}/loss": self.losses[stage].compute(), **self.metrics[stage].compute()}
@@ -181,13 +208,18 @@ class Classification(Task):
 
     def on_test_epoch_end(self) -> None:
         self.log_dict(self.val_metrics("test"))
+        for name, image in self.figures().items():
+            self.add_test_figure(name, image)
+
+    prediction_files = ("predictions.csv",)
 
     def predict_step(self, batch, batch_idx: int) -> dict[str, list]:
         logits, labels = self.logits_and_targets(batch)
-        confidence, predicted = logits.float().softmax(-1).max(-1)
-        classes = self.data.classes or [str(c) for c in range(self.num_classes)]
+        probabilities = logits.float().softmax(-1)
+        classes = self.class_names
         return {
+            "index": batch.index.tolist(),
             "label": [classes[i] if i != UNLABELED else "" for i in labels.tolist()],
-            "predicted": [classes[i] for i in predicted.tolist()],
-            "confidence": [round(c, 4) for c in confidence.tolist()],
+            "predicted": [classes[i] for i in probabilities.argmax(-1).tolist()],
+            **{f"p_{name}": [round(p, 6) for p in column] for name, column in zip(classes, probabilities.T.tolist())},
         }

@@ -10,7 +10,7 @@ from core.batches import ImageBatch, TokenBatch
 from core.checks import positive
 from core.data import DataInfo
 from core.labels import UNLABELED
-from tasks.base import Task
+from tasks.base import STAGES, Task
 from tasks.checkpoints import init_from
 from tasks.losses import nt_xent
 from tasks.rng import seeded
@@ -28,7 +28,10 @@ class Contrastive(Task):
     (``num_classes``, the data's by ``from_data``), two standard evaluations of the
     encoder are logged at every validation: ``val/probe_acc``, a linear probe trained online on
     detached features (it cannot shape the encoder), and ``val/knn_acc``, a k-nearest-neighbour vote
-    (cosine, over the training images' features) for each validation image.
+    (cosine, over the training images' features) for each validation image. ``test`` logs the same as
+    ``test/...`` on the test split. ``predict`` writes ``embeddings.npz``: ``index`` (each example's position in
+    the source), ``embedding`` (``(N, out_dim)``, the encoder's features, what a probe or a search reads) and,
+    for labelled data, ``label``.
 
     Args:
         encoder: inputs -> features (``out_dim``); e.g. ``tasks.nets.ConvEncoder`` or ``GPTEncoder``.
@@ -68,9 +71,10 @@ class Contrastive(Task):
         width = encoder.out_dim
         self.projector = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, projection_dim))
         self.probe = nn.Linear(width, num_classes) if num_classes else None
-        self.val_loss = MeanMetric()
-        self.val_probe_acc = MulticlassAccuracy(num_classes, average="micro", ignore_index=UNLABELED) if num_classes else None
-        self.val_features: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.losses = nn.ModuleDict({stage: MeanMetric() for stage in STAGES})
+        accuracy = MulticlassAccuracy(num_classes, average="micro", ignore_index=UNLABELED) if num_classes else None
+        self.probe_accuracies = nn.ModuleDict({stage: accuracy.clone() for stage in STAGES}) if num_classes else None
+        self.features: list[tuple[torch.Tensor, torch.Tensor]] = []  # of the validation or test under way, for kNN
 
     def use_data(self, info: DataInfo) -> None:
         if self.augment is not None and info.image_shape and hasattr(self.augment, "check_fits"):  # an augment may say what it fits
@@ -103,31 +107,51 @@ class Contrastive(Task):
         return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
+        self.score(batch, batch_idx, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self.score(batch, batch_idx, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict(self.stage_metrics("val"), prog_bar=True)
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self.stage_metrics("test"))
+
+    prediction_files = ("embeddings.npz",)
+
+    def predict_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
+        x, y = self.split(batch)
+        return {"index": batch.index, "embedding": self.encoder(x), **({"label": y} if y is not None else {})}
+
+    def score(self, batch, batch_idx: int, stage: str) -> None:
+        """Add a validation or test batch to the metrics of ``stage``."""
         x, y = self.split(batch)
         # fixed-seed views with dropout as in training, leaving the training RNG untouched
         with seeded(batch_idx, self.device):
             self.encoder.train(self.augment is None)
             loss, _ = self.contrastive_loss(x)
             self.encoder.eval()
-        self.val_loss.update(loss, weight=len(x))
+        self.losses[stage].update(loss, weight=len(x))
         if self.probe is not None and y is not None:
             h = self.encoder(x)
-            self.val_probe_acc.update(self.probe(h), y)
-            self.val_features.append((F.normalize(h, dim=1), y))
+            self.probe_accuracies[stage].update(self.probe(h), y)
+            self.features.append((F.normalize(h, dim=1), y))
 
-    def on_validation_epoch_end(self) -> None:
-        metrics = {"val/loss": self.val_loss.compute()}
-        self.val_loss.reset()
-        if self.val_features:
-            metrics["val/probe_acc"] = self.val_probe_acc.compute()
-            metrics["val/knn_acc"] = self.knn_accuracy()
-            self.val_probe_acc.reset()
-            self.val_features.clear()
-        self.log_dict(metrics, prog_bar=True)
+    def stage_metrics(self, stage: str) -> dict[str, torch.Tensor]:
+        """The metrics of ``stage`` so far, named ``<stage>/...``; they start over."""
+        metrics = {f"{stage}/loss": self.losses[stage].compute()}
+        self.losses[stage].reset()
+        if self.features:
+            metrics[f"{stage}/probe_acc"] = self.probe_accuracies[stage].compute()
+            metrics[f"{stage}/knn_acc"] = self.knn_accuracy()
+            self.probe_accuracies[stage].reset()
+            self.features.clear()
+        return metrics
 
     @torch.no_grad()
     def knn_accuracy(self) -> torch.Tensor:
-        """Share of validation samples whose k nearest training samples (cosine) vote their label."""
+        """Share of validation (or test) samples whose k nearest training samples (cosine) vote their label."""
         # the loader fit already has: building one anew (or its iterator) would draw from the training RNG
         loader = self.trainer.train_dataloader or self.trainer.datamodule.train_dataloader()
         train_set = loader.dataset
@@ -140,7 +164,7 @@ class Contrastive(Task):
         bank, bank_labels = torch.cat(bank), torch.cat(bank_labels)
         labeled = bank_labels != UNLABELED  # labelled images only vote
         bank, bank_labels = bank[labeled], bank_labels[labeled]
-        features, labels = (torch.cat(t) for t in zip(*self.val_features))
+        features, labels = (torch.cat(t) for t in zip(*self.features))
         features, labels = features[labels != UNLABELED], labels[labels != UNLABELED]
         neighbours = (features @ bank.T).topk(min(self.hparams.knn_k, len(bank)), dim=1).indices
         votes = F.one_hot(bank_labels[neighbours], self.hparams.num_classes).sum(dim=1)

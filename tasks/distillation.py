@@ -19,8 +19,9 @@ class Distillation(Task):
     ``Classification`` (one distribution per example; unlabelled examples learn from the teacher
     alone) or ``CausalLM`` (one per token, the same tokenizer for both).
 
-    The student's own ``evaluate``/``val_metrics`` report validation, so its metrics are named as in
-    a plain run of its task. The student is this task's main network (``networks``): its checkpoint
+    The student's own ``evaluate``/``val_metrics`` report validation and test, so its metrics are named as in
+    a plain run of its task; ``test`` and ``predict`` are the student's (a CausalLM student's test scores no
+    generated responses). The student is this task's main network (``networks``): its checkpoint
     offers the student's network to later runs, and ``tasks.checkpoints.load_task`` turns it into the
     student alone, a plain Classification or CausalLM.
 
@@ -95,3 +96,19 @@ class Distillation(Task):
 
     def on_validation_epoch_end(self) -> None:
         self.log_dict(self.student.val_metrics(), prog_bar=True)
+
+    # -- test and predict: the student's, as a plain run of its task would -----------------------
+    def test_step(self, batch, batch_idx: int) -> None:
+        self.student.evaluate(*self.student.logits_and_targets(batch), "test")
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self.student.val_metrics("test"))
+        for name, image in self.student.figures().items():
+            self.add_test_figure(name, image)
+
+    @property
+    def prediction_files(self) -> tuple[str, ...]:
+        return self.student.prediction_files
+
+    def predict_step(self, batch, batch_idx: int) -> dict:
+        return self.student.predict_step(batch, batch_idx)

@@ -41,3 +41,38 @@ def save_png(image: torch.Tensor, path: str) -> None:
 
     hwc = to_uint8(image).permute(1, 2, 0).numpy()
     Image.fromarray(np.ascontiguousarray(hwc[:, :, 0] if hwc.shape[2] == 1 else hwc)).save(path)
+
+
+def confusion_figure(matrix: torch.Tensor, classes: list[str] | tuple[str, ...]):
+    """A matplotlib figure of a confusion matrix ``(true, predicted)`` of counts: a row per true class, a column
+    per predicted one, the class names on both axes, each cell's count written in it and its colour the share of
+    its row (white 0, dark blue 1), so that a class's errors read the same whatever its size."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # drawn into memory: no display, whatever the backend
+    from matplotlib.figure import Figure
+
+    counts = matrix.detach().cpu().long()
+    shares = counts.float() / counts.sum(1, keepdim=True).clamp(min=1)
+    n = len(classes)
+    side = 1.6 + 0.45 * n  # inches: room for the names, then a cell per class
+    figure = Figure(figsize=(side, side), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.imshow(shares.numpy(), cmap="Blues", vmin=0, vmax=1)
+    axes.set_xticks(range(n), labels=list(classes), rotation=45, ha="right", rotation_mode="anchor")
+    axes.set_yticks(range(n), labels=list(classes))
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    total, right = int(counts.sum()), int(counts.diag().sum())
+    axes.set_title(f"test: {right} of {total} right ({right / max(total, 1):.1%})", fontsize=9)
+    if n <= 30:  # beyond, the counts would not fit their cells
+        for (i, j), count in np.ndenumerate(counts.numpy()):
+            axes.text(j, i, str(count), ha="center", va="center", fontsize=8, color="white" if shares[i, j] > 0.5 else "black")
+    figure.tight_layout()
+    return figure
+
+
+def figure_image(figure) -> torch.Tensor:
+    """A matplotlib figure drawn as a ``(3, H, W)`` image in [0, 1]: what ``save_png`` and ``log_image`` take."""
+    figure.canvas.draw()
+    rgba = np.asarray(figure.canvas.buffer_rgba())
+    return torch.from_numpy(rgba[:, :, :3].copy()).permute(2, 0, 1).float() / 255

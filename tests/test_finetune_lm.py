@@ -55,7 +55,7 @@ def test_finetuning_starts_from_the_pretrained_weights_and_tokenizer(cli, capsys
     assert all(torch.equal(v, pretrained["state_dict"][f"net.{k}"]) for k, v in task.net.state_dict().items())
 
     runs = finetune(cli, ckpt)  # the tokenizer comes from the checkpoint too; training works
-    assert "Prompt/response pairs: 2003 train, 222 val" in capsys.readouterr().out
+    assert "Prompt/response pairs: 2003 train, 111 val, 111 test" in capsys.readouterr().out
     tuned = torch.load(os.path.join(runs, "gpt_sft", "checkpoints", "last.ckpt"), weights_only=True)
     assert tuned["global_step"] == 3 and tuned["hyper_parameters"]["init_ckpt"] == ckpt
     assert tuned["PromptResponseDataModule"]["tokenizer"] == pretrained["TextDataModule"]["tokenizer"]
@@ -163,7 +163,8 @@ def test_validation_weighs_batches_by_their_scored_targets():
 def test_targets_are_ignored_exactly_at_prompt_and_padding(tmp_path):
     records = [{"q": "x" * n, "a": f" answer {n}"} for n in range(1, 13)]
     path = write_jsonl(tmp_path / "pairs.jsonl", records)
-    data = PromptResponseDataModule(path, prompt_field="q", response_field="a", tokenizer="bytes", block_size=16, batch_size=4, val_fraction=0.25)
+    data = PromptResponseDataModule(path, prompt_field="q", response_field="a", tokenizer="bytes", block_size=16, batch_size=4, val_fraction=0.25,
+                                    test_fraction=0)  # fmt: skip
     data.setup("fit")
     assert (data.info.vocab_size, data.info.block_size) == (261, 16) and data.stats["left_out"] == 0
     assert len(data.train_set) == 9 and len(data.val_set) == 3

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from core.labels import IGNORE
 from datamodules.labeled_text import LabeledTextDataModule
 from datamodules.text import TextDataModule
-from datamodules.token_cache import TRAIN, VAL, split_stream
+from datamodules.token_cache import TEST, TRAIN, VAL, split_stream
 from datamodules.tokenizers import SPECIALS, BPETokenizer, ByteTokenizer, load_tokenizer, tokenizer_from_str
 from tasks import CausalLM, MaskedLM
 from tasks.masked_lm import mask_tokens
@@ -123,18 +123,19 @@ def test_a_tokenizer_without_a_mask_token_is_refused(cli, capsys):
 
 
 def test_pretraining_holds_out_the_articles_classifiers_are_scored_on():
-    """BBC News: the text datamodule holds out the labelled one's validation articles (and their copies:
+    """BBC News: the text datamodule holds out the labelled one's validation and test articles (and their copies:
     the corpus has some articles twice); another labels_seed changes the labelled few, not them."""
-    text = TextDataModule(tokenizer="bytes", val_fraction=0.2, split_seed=0)
+    text = TextDataModule(tokenizer="bytes", val_fraction=0.1, test_fraction=0.1, split_seed=0)
     split = text.split()
     routed = list(split_stream(text.documents(), split))
-    train_docs, val_docs = ([doc for where, doc in routed if where == split_] for split_ in (TRAIN, VAL))
+    train_docs, val_docs, test_docs = ([doc for where, doc in routed if where == split_] for split_ in (TRAIN, VAL, TEST))
     copies = split.copies
-    labelled = LabeledTextDataModule(tokenizer="bytes", val_fraction=0.2, split_seed=0, labels_per_class=20)
+    labelled = LabeledTextDataModule(tokenizer="bytes", val_fraction=0.1, test_fraction=0.1, split_seed=0, labels_per_class=20)
     labelled.setup()
-    assert set(val_docs) == set(labelled.val_texts) and len(val_docs) == 444
-    assert not set(train_docs) & set(labelled.val_texts) and copies == 34 and len(train_docs) + len(val_docs) + copies == 2225
-    other = LabeledTextDataModule(tokenizer="bytes", val_fraction=0.2, split_seed=0, labels_seed=1, labels_per_class=20)
+    assert set(val_docs) == set(labelled.val_texts) and set(test_docs) == set(labelled.test_texts) and len(val_docs) + len(test_docs) == 444
+    held_out = set(labelled.val_texts) | set(labelled.test_texts)
+    assert not set(train_docs) & held_out and copies == 34 and len(train_docs) + len(val_docs) + len(test_docs) + copies == 2225
+    other = LabeledTextDataModule(tokenizer="bytes", val_fraction=0.1, test_fraction=0.1, split_seed=0, labels_seed=1, labels_per_class=20)
     assert (other.parts["val"] == labelled.parts["val"]).all() and set(other.parts["train"]) != set(labelled.parts["train"])
 
 

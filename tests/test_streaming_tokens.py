@@ -13,7 +13,7 @@ import datamodules.corpora as corpora
 import datamodules.token_cache as token_cache
 from datamodules import TextDataModule
 from datamodules.corpora import read_documents, resolve_files
-from datamodules.token_cache import TRAIN, VAL
+from datamodules.token_cache import TEST, TRAIN, VAL
 
 ARTICLES = [d for d in read_documents(*resolve_files("bbc_news")) if d.strip()][:120]  # ~270 KB of real text
 
@@ -40,10 +40,11 @@ def test_token_files_hold_each_document_encoded_whole_in_corpus_order(tmp_path, 
     dm.setup("fit")
     docs, where = ARTICLES + ARTICLES[:30], dm.split().where
     eos, encoded = dm.tokenizer.eos_id, dm.tokenizer.encode_batch(docs)
-    texts = {split: {d for d, w in zip(docs, where) if w == split} for split in (TRAIN, VAL)}
-    assert texts[VAL] and not texts[TRAIN] & texts[VAL]
-    assert dm.stats["copies_left_out"] == sum(d in texts[VAL] for d, w in zip(docs, where) if w != VAL) > 0
-    for split, name in ((TRAIN, "train"), (VAL, "val")):
+    texts = {split: {d for d, w in zip(docs, where) if w == split} for split in (TRAIN, VAL, TEST)}
+    held_out = texts[VAL] | texts[TEST]
+    assert texts[VAL] and texts[TEST] and not texts[TRAIN] & held_out
+    assert dm.stats["copies_left_out"] == sum(d in held_out for d, w in zip(docs, where) if w not in (VAL, TEST)) > 0
+    for split, name in ((TRAIN, "train"), (VAL, "val"), (TEST, "test")):
         expected = [t for ids, w in zip(encoded, where) if w == split for t in (*ids, eos)]
         assert np.fromfile(f"{dm.cache_path}/{name}.bin", dtype=np.uint32).tolist() == expected
 

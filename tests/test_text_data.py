@@ -29,19 +29,20 @@ def test_gpt2_tokenizer_matches_openai():
 
 
 def test_split_keeps_documents_whole_and_is_deterministic(tmp_path, jsonl_corpus):
-    dm = make_dm(tmp_path, jsonl_corpus, text_field="body", val_fraction=0.2)
+    dm = make_dm(tmp_path, jsonl_corpus, text_field="body", val_fraction=0.1, test_fraction=0.1)
     dm.prepare_data()
     dm.setup("fit")
-    assert dm.stats["train_documents"] == 16 and dm.stats["val_documents"] == 4
-    val_text = dm.tokenizer.decode(np.fromfile(dm.val_set.path, dtype=np.uint32).tolist())
-    train_text = dm.tokenizer.decode(np.fromfile(dm.train_set.path, dtype=np.uint32).tolist())
-    val_ids = {line.split(":")[0] for line in val_text.split("document number ")[1:]}
-    train_ids = {line.split(":")[0] for line in train_text.split("document number ")[1:]}
-    assert len(val_ids) == 4 and not val_ids & train_ids  # no document is split across both
-    other = make_dm(tmp_path / "b", jsonl_corpus, text_field="body", val_fraction=0.2)
+    assert dm.stats["train_documents"] == 16 and dm.stats["val_documents"] == dm.stats["test_documents"] == 2
+    ids = {}
+    for name, dataset in (("train", dm.train_set), ("val", dm.val_set), ("test", dm.test_set)):
+        text = dm.tokenizer.decode(np.fromfile(dataset.path, dtype=np.uint32).tolist())
+        ids[name] = {line.split(":")[0] for line in text.split("document number ")[1:]}
+    assert len(ids["val"]) == len(ids["test"]) == 2 and len(ids["train"] | ids["val"] | ids["test"]) == 20  # no document split across two
+    other = make_dm(tmp_path / "b", jsonl_corpus, text_field="body", val_fraction=0.1, test_fraction=0.1)
     other.prepare_data()
     other.setup("fit")
-    assert open(other.val_set.path, "rb").read() == open(dm.val_set.path, "rb").read()
+    for split in ("val_set", "test_set"):
+        assert open(getattr(other, split).path, "rb").read() == open(getattr(dm, split).path, "rb").read()
 
 
 def test_windows_are_block_size_plus_one_and_shift_by_one(tmp_path, jsonl_corpus):
@@ -75,7 +76,8 @@ def test_packaged_corpora_are_found_offline(tmp_path):
     dm = make_dm(tmp_path, "bbc_news")
     dm.prepare_data()
     dm.setup("fit")
-    assert dm.stats["documents"] == 2225 and dm.stats["val_documents"] == 223 and dm.stats["copies_left_out"] == 24  # 10% of each topic; copies of those left out of train
+    assert dm.stats["documents"] == 2225 and dm.stats["copies_left_out"] == 24  # 10% of each topic held out; copies of those left out of train
+    assert (dm.stats["val_documents"], dm.stats["test_documents"]) == (113, 110)  # 5% + 5%: half of each topic's 10%, rounded
     assert 0 < dm.reference_loss() < np.log(257)  # the unigram entropy of the val tokens
 
 
@@ -85,7 +87,7 @@ def test_a_single_document_holds_out_its_tail(tmp_path):
     dm = make_dm(tmp_path, str(path))
     dm.prepare_data()
     dm.setup("fit")
-    assert dm.stats["val_tokens"] == 101 and dm.stats["train_tokens"] == 901  # text + end-of-text token
+    assert dm.stats["train_tokens"] == 901 and dm.stats["val_tokens"] == dm.stats["test_tokens"] == 51  # text + end-of-text token
 
 
 @pytest.mark.parametrize(
@@ -110,5 +112,5 @@ def test_empty_corpus_and_oversized_block_are_refused(tmp_path):
     (tmp_path / "small.txt").write_text("a" * 200)
     dm = make_dm(tmp_path, str(tmp_path / "small.txt"), block_size=64)
     dm.prepare_data()
-    with pytest.raises(ValueError, match="block_size=64 is too large for the val split \\(21 tokens\\): expected at most 20"):
+    with pytest.raises(ValueError, match="block_size=64 is too large for the val split \\(11 tokens\\): expected at most 10"):
         dm.setup("fit")

@@ -82,6 +82,11 @@ def delete_val(path):
     os.remove(os.path.join(path, "val.bin"))
 
 
+def truncate_test(path):
+    file = os.path.join(path, "test.bin")
+    os.truncate(file, os.path.getsize(file) - 4)
+
+
 def garbage_meta(path):
     Path(path, "meta.json").write_bytes(b"\x00garbage{")
 
@@ -109,6 +114,7 @@ CORRUPTIONS = {
     "train.bin truncated to an odd size": (truncate_to_odd_size, rf"train\.bin: {SIZE}"),
     "train.bin truncated to a multiple of 4": (truncate_to_multiple_of_4, rf"train\.bin: {SIZE}"),
     "val.bin deleted": (delete_val, r"val\.bin is missing"),
+    "test.bin cut short": (truncate_test, rf"test\.bin: {SIZE}"),
     "meta.json garbage": (garbage_meta, r"meta\.json is unreadable: Expecting value: line 1 column 1 \(char 0\)"),
     "meta.json deleted": (delete_meta, r"meta\.json is missing"),
     "tokenizer.json changed": (swap_tokenizer_ids, rf"tokenizer\.json: {CHECKSUM}"),
@@ -161,7 +167,7 @@ def test_a_sound_cache_is_used_without_tokenizing_again(tmp_path, cache, monkeyp
     dm.setup("fit")
     assert capsys.readouterr().err == ""
     assert contents(cache) == before
-    assert sorted(dm.stats["files"]) == ["tokenizer.json", "train.bin", "val.bin"]  # recorded at build
+    assert sorted(dm.stats["files"]) == ["test.bin", "tokenizer.json", "train.bin", "val.bin"]  # recorded at build
     assert dm.stats["files"]["train.bin"]["bytes"] == 4 * dm.stats["train_tokens"]
     assert_batches_are_valid(dm)
 
