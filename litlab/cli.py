@@ -232,6 +232,7 @@ class PlatformCLI(LightningCLI):
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
         if self.subcommand != "fit":
             warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`, callbacks used to create the checkpoint")
+            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")  # Lightning's own test/predict loops, on torch 2.13
         learning_rate = [LearningRateMonitor(logging_interval="step")] if has_logger else []
         writers = {"predict": [PredictionWriter(self.run_dir)], "test": [TestFigures(self.run_dir)]}.get(self.subcommand, [])  # files of the run
         # the bar reads the logged values, a device synchronization: once per logging interval, not every step
