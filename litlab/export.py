@@ -33,7 +33,7 @@ from torch import nn
 
 from core.checkpoints import read_checkpoint, record, saved_tokenizer, state_under
 from datamodules.tokenizers import CLS, EOS, MASK, PAD, SEP, ByteTokenizer, tokenizer_from_str
-from litlab.runs import find_checkpoint, run_dir_of
+from litlab.runs import add_checkpoint_arguments, find_checkpoint, run_dir_of
 from tasks.causal_lm import CausalLM
 from tasks.checkpoints import build, main_network
 from tasks.classification import Classification
@@ -545,12 +545,10 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m platform export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--ckpt_path", required=True, help="a run directory, a .ckpt file, or last/best (of the run --name)")
-    parser.add_argument("--name", help="the run whose checkpoint --ckpt_path last or best means")
-    parser.add_argument("--run_dir", default="runs", help="the directory of the runs (default: runs)")
+    add_checkpoint_arguments(parser)
     parser.add_argument("--to", required=True, help="the folder to write: a new path (export never writes over one)")
     args = parser.parse_args(argv)
-    ckpt_path = find_checkpoint(args.ckpt_path, "export", args.run_dir, args.name)
+    ckpt_path = find_checkpoint(args, "export")
     print("\n".join(export(ckpt_path, args.to)))
     return 0
 

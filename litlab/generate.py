@@ -19,7 +19,7 @@ import torch
 
 from core.checkpoints import read_checkpoint, record, saved_tokenizer
 from datamodules.tokenizers import tokenizer_from_str
-from litlab.runs import find_checkpoint
+from litlab.runs import add_checkpoint_arguments, find_checkpoint
 from tasks.causal_lm import CausalLM
 from tasks.checkpoints import load_task
 
@@ -128,9 +128,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m platform generate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--ckpt_path", required=True, help="a run directory (its last checkpoint), a .ckpt file, or last/best of --name")
-    parser.add_argument("--name", help="the run whose last or best checkpoint --ckpt_path last/best names (runs/NAME)")
-    parser.add_argument("--run_dir", default="runs", help="where runs live (default: runs)")
+    add_checkpoint_arguments(parser)
     given = parser.add_mutually_exclusive_group(required=True)
     given.add_argument("--prompt", action="append", help="a prompt; repeat for several")
     given.add_argument("--prompts", metavar="FILE", help='prompts from a .txt file (one a line) or a .jsonl file (a "prompt" field a line)')
@@ -159,7 +157,7 @@ def main(argv: list[str]) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {args.device}: no CUDA device here: expected --device cpu")
 
-    path = find_checkpoint(args.ckpt_path, "generate", args.run_dir, args.name)
+    path = find_checkpoint(args, "generate")
     task, tokenizer, step = load(path)
     net = task.net.to(device).eval()
     encoded = tokenizer.encode_batch(prompts)

@@ -94,7 +94,7 @@ def resolve_ckpt_path(ckpt_path: str, runs_dir: str, name: str) -> str:
             raise FileNotFoundError(f"--ckpt_path {ckpt_path}: a directory without checkpoints/last.ckpt; expected a run directory")
         return path
     if not os.path.exists(ckpt_path):
-        raise FileNotFoundError(f"--ckpt_path {ckpt_path}: no such file; expected 'last', 'best', a run directory or a .ckpt file")
+        raise FileNotFoundError(f"--ckpt_path {ckpt_path}: no such file or run directory; expected 'last', 'best', a run directory or a .ckpt file")
     return ckpt_path
 
 
@@ -127,9 +127,18 @@ def free_path(path: str) -> str:
     return path
 
 
-def find_checkpoint(ckpt_path: str, command: str, runs_dir: str = "runs", name: str | None = None) -> str:
-    """The checkpoint a command on a run's files (``generate``, ``export``) reads: a run directory (its newest
-    checkpoint), a ``.ckpt`` file, or ``last``/``best`` of the run ``name`` in ``runs_dir``."""
-    if ckpt_path in ("last", "best") and name is None:
-        raise ValueError(f"{command} --ckpt_path {ckpt_path}: of which run? expected --name NAME (the run {runs_dir}/NAME), a run directory or a .ckpt file")
-    return resolve_ckpt_path(ckpt_path, runs_dir, name or "run")  # the name matters to last and best alone
+def add_checkpoint_arguments(parser) -> None:
+    """The options that name a run's checkpoint, for the commands on a run's files (``generate``, ``export``)."""
+    parser.add_argument("--ckpt_path", required=True, help="a run directory (its newest checkpoint), a .ckpt file, or last/best of the run --name")
+    parser.add_argument("--name", help="the run whose checkpoint --ckpt_path last or best means (run_dir/NAME)")
+    parser.add_argument("--run_dir", default="runs", help="where the runs are (default: runs)")
+
+
+def find_checkpoint(args, command: str) -> str:
+    """The checkpoint the options of ``add_checkpoint_arguments`` name: a run directory's newest, a ``.ckpt`` file,
+    or ``last``/``best`` of the run ``--name``."""
+    if args.ckpt_path in ("last", "best") and args.name is None:
+        raise ValueError(
+            f"{command} --ckpt_path {args.ckpt_path}: of which run? expected --name NAME (the run {args.run_dir}/NAME), a run directory or a .ckpt file"
+        )
+    return resolve_ckpt_path(args.ckpt_path, args.run_dir, args.name or "run")  # the name matters to last and best alone

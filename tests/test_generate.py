@@ -210,7 +210,7 @@ def test_bad_input_gets_one_line_and_exit_status_2(checkpoints, capsys, tmp_path
     nowhere = str(tmp_path / "runs" / "nowhere")
     assert (
         refused("--ckpt_path", nowhere, "--prompt", "The")
-        == f"error: --ckpt_path {nowhere}: no such file; expected 'last', 'best', a run directory or a .ckpt file"
+        == f"error: --ckpt_path {nowhere}: no such file or run directory; expected 'last', 'best', a run directory or a .ckpt file"
     )
     assert refused("--ckpt_path", "last", "--prompt", "The").startswith(
         "error: generate --ckpt_path last: of which run? expected --name NAME"
