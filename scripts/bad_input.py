@@ -129,6 +129,16 @@ def cases() -> list[Case]:
              files={"code.ckpt": pickled_code}),
         Case("resume with another network class", [*resume, "--model.init_args.net", "tasks.nets.GPTEncoder"], "error: --ckpt_path {ckpt}: model.init_args.net.class_path='tasks.nets.GPTEncoder' is configured"),
         Case("an autoencoder checkpoint to the GPT", ["validate", *NANO, "--ckpt_path", "{autoencoder}"], "error: --ckpt_path {autoencoder}: a checkpoint of tasks.Reconstruction, expected one of the configured tasks.CausalLM"),
+        # after training: generate, test, predict, export
+        Case("generate from a missing run", ["generate", "--ckpt_path", "{work}/runs/nowhere", "--prompt", "The"], "error: --ckpt_path {work}/runs/nowhere: no such file or run directory"),
+        Case("generate from an autoencoder", ["generate", "--ckpt_path", "{autoencoder}", "--prompt", "The"], "error: generate --ckpt_path {autoencoder}: a checkpoint of tasks.reconstruction.Reconstruction, which does not generate text"),
+        Case("generate from an empty prompt", ["generate", "--ckpt_path", "{ckpt}", "--prompt", ""], "error: --prompt '' (prompt 1 of 1): an empty prompt"),
+        Case("generate over an existing file", ["generate", "--ckpt_path", "{ckpt}", "--prompt", "The", "--out", "{work}/taken.jsonl"], "error: --out {work}/taken.jsonl: the file exists",
+             files={"taken.jsonl": b"{}\n"}),
+        Case("test without a test split", ["test", *NANO, "--ckpt_path", "{ckpt}", "--data.init_args.test_fraction", "0"], "error: test: data.test_fraction=0 holds out no test split"),
+        Case("predict without a test split", ["predict", *NANO, "--ckpt_path", "{ckpt}", "--data.init_args.test_fraction", "0"], "error: predict: data.test_fraction=0 holds out no test split"),
+        Case("export over an existing directory", ["export", "--ckpt_path", "{ckpt}", "--to", "{work}"], "error: export --to {work}: already exists"),
+        Case("export a file that is not a checkpoint", ["export", "--ckpt_path", "configs/gan.yaml", "--to", "{work}/out"], "error: export --ckpt_path configs/gan.yaml: not a checkpoint"),
         # stops: saved at the step under way, resumable
         Case("SIGTERM during fit", ["fit", *NANO, "--trainer.max_steps", "400", "--run.checkpoint_every", "5"], "stopped by SIGTERM at step", exit=143),
         Case("SIGINT (Ctrl-C) during fit", ["fit", *NANO, "--trainer.max_steps", "400", "--run.checkpoint_every", "5"], "stopped by SIGINT at step", exit=130),
@@ -184,7 +194,7 @@ def run(case: Case, base: str, env: dict) -> dict:
     if case.corrupt_cache:
         corrupt(cache, case.corrupt_cache)
     args = [a.format(**names) for a in case.args]
-    if "--run.dir" not in args:
+    if "--run.dir" not in args and args[0] in ("fit", "validate", "test", "predict"):  # generate and export name their checkpoint
         args += ["--run.dir", runs]
     if "configs/gpt_nano.yaml" in args:
         args += ["--data.init_args.cache_dir", cache]
