@@ -199,8 +199,9 @@ class PlatformCLI(LightningCLI):
             self.run_dir = (run_dir_of(ckpt_path) if ckpt_path else None) or run_dir(config.run.dir, self.run_name)
         trainer_init = self._of_subcommand(self.config_init).trainer
         logger = trainer_init.get("logger")
-        if logger is None or logger is True:  # not chosen by the config: W&B for fit, none otherwise
-            logger = wandb_logger(self.run_dir, self.run_name, config.run.project, config) if self.subcommand == "fit" else False
+        if logger is None or logger is True:  # not chosen by the config: W&B for fit, and for a test of a run the fit logged to W&B
+            into_wandb = self.subcommand == "fit" or (self.subcommand == "test" and os.path.exists(os.path.join(self.run_dir, "wandb_id")))
+            logger = wandb_logger(self.run_dir, self.run_name, config.run.project, config) if into_wandb else False  # the run's own W&B run
         if logger and self.subcommand == "fit":  # beside the logger, the same metrics in a file of the run
             resume_step = self.checkpoint.get("global_step") if self.checkpoint is not None else None
             metrics = MetricsFile(os.path.join(self.run_dir, "metrics.jsonl"), START_TIME, resume_step)
@@ -233,7 +234,7 @@ class PlatformCLI(LightningCLI):
         if self.subcommand != "fit":
             warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`, callbacks used to create the checkpoint")
             warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")  # Lightning's own test/predict loops, on torch 2.13
-        learning_rate = [LearningRateMonitor(logging_interval="step")] if has_logger else []
+        learning_rate = [LearningRateMonitor(logging_interval="step")] if has_logger and self.subcommand == "fit" else []
         writers = {"predict": [PredictionWriter(self.run_dir)], "test": [TestFigures(self.run_dir)]}.get(self.subcommand, [])  # files of the run
         # the bar reads the logged values, a device synchronization: once per logging interval, not every step
         bar = config.trainer.enable_progress_bar is not False and not any(isinstance(c, ProgressBar) for c in given)

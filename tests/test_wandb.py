@@ -1,5 +1,6 @@
 """W&B: offline without credentials, one run across a resume, the nested config logged once."""
 
+import math
 import os
 
 import wandb
@@ -33,6 +34,20 @@ def test_offline_run_resumes_into_the_same_wandb_run(cli, monkeypatch, capsys):
     steps = [[row["trainer/global_step"] for row in s["history"] if "train/loss" in row] for s in (first, second)]
     assert steps[0] and steps[1] and max(steps[0]) < min(steps[1])  # the step axis continues
     assert any("val/loss" in row for row in second["history"])
+
+
+def test_a_test_of_the_run_logs_its_test_metrics_into_the_runs_wandb_run(cli, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", os.devnull)
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # offline: no credentials
+    runs = cli("fit", "--config", "configs/gpt_nano.yaml", "--trainer.max_steps", "4", "--trainer.limit_val_batches", "1", wandb_mode=None)
+    cli("test", "--config", "configs/gpt_nano.yaml", "--ckpt_path", "last", "--trainer.limit_test_batches", "2", wandb_mode=None)
+    wandb.teardown()
+    fit, test = read_run(os.path.join(runs, "gpt_nano"))
+    assert fit["run_id"] == test["run_id"]
+    tested = [row for row in test["history"] if "test/loss" in row]
+    assert len(tested) == 1 and 0 < tested[0]["test/loss"] < 10 and abs(tested[0]["test/ppl"] - math.exp(tested[0]["test/loss"])) < 1e-3
+    assert not any("test/loss" in row for row in fit["history"])
 
 
 def test_other_loggers_replace_wandb(cli, tmp_path):
