@@ -150,7 +150,7 @@ class PlatformCLI(LightningCLI):
             config.ckpt_path = resolve_ckpt_path(config.ckpt_path, config.run.dir, self.run_name)
             self.checkpoint = read_checkpoint(config.ckpt_path, what="--ckpt_path", tensors=False)
             self.run_options = {key: config.model[key] for key in config.model.keys() if key.rsplit(".", 1)[-1] in RUN_OPTIONS}
-            check_same_model(config.model.as_dict(), self.checkpoint, config.ckpt_path)
+            check_same_model(config.model.as_dict(), self.checkpoint, config.ckpt_path, resuming=self.config.get("subcommand") == "fit")
             if self.config.get("subcommand") == "fit":
                 check_same_workers(config.data.init_args.get("num_workers"), self.checkpoint, config.ckpt_path)
 

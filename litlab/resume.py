@@ -14,18 +14,20 @@ from core.compat import loader_workers_saved
 RUN_OPTIONS = ("compile", "activation_checkpointing")
 
 
-def check_same_model(configured: dict, checkpoint: dict, ckpt_path: str) -> None:
+def check_same_model(configured: dict, checkpoint: dict, ckpt_path: str, resuming: bool = True) -> None:
     """Refuse a model configured otherwise than the checkpoint it continues: LightningCLI rebuilds the
     model from the checkpoint's hyperparameters, so a changed size or learning rate would silently be
     dropped. Arguments left ``None`` (the data fills them), ``RUN_OPTIONS`` and arguments the checkpoint
-    does not know (added since) are not compared."""
+    does not know (added since) are not compared; nor, unless ``resuming`` (validate, test, predict score
+    the checkpoint's weights), the ``*_ckpt`` files a fit started from."""
     saved = dict(checkpoint.get("hyper_parameters") or {})
     saved_class, configured_class = saved.pop("_class_path", None), configured.get("class_path")
     if saved_class and configured_class and _import(saved_class) != _import(configured_class):
         raise ValueError(f"--ckpt_path {ckpt_path}: a checkpoint of {saved_class}, expected one of the configured {configured_class}")
     saved_leaves = dict(_leaves({"init_args": saved}))
     for key, value in _leaves({k: v for k, v in configured.items() if k == "init_args"}):
-        if value is None or key.rsplit(".", 1)[-1] in RUN_OPTIONS or key not in saved_leaves:
+        name = key.rsplit(".", 1)[-1]
+        if value is None or name in RUN_OPTIONS or key not in saved_leaves or (not resuming and name.endswith("_ckpt")):
             continue
         saved_value = saved_leaves[key]
         same = _import(value) == _import(saved_value) if key.endswith("class_path") else _as_lists(value) == _as_lists(saved_value)

@@ -258,3 +258,18 @@ def test_a_resume_compares_classes_not_their_spelling():
     other = {"class_path": "tasks.CausalLM", "init_args": {"net": {"class_path": "tasks.nets.HuggingFace", "init_args": {"model": "minilm"}}}}
     with pytest.raises(ValueError, match=r"^--ckpt_path x.ckpt: model.init_args.net.class_path='tasks.nets.HuggingFace' is configured and the checkpoint has 'tasks.nets.GPT'"):
         check_same_model(other, saved, "x.ckpt")
+
+
+def test_scoring_a_checkpoint_ignores_the_files_its_fit_started_from_and_a_resume_does_not():
+    """validate, test and predict score the checkpoint's weights: a config that fine-tunes from init_ckpt tests a
+    checkpoint trained from scratch; resuming that checkpoint with that config is refused (it would not be the run)."""
+    from litlab.resume import check_same_model
+
+    saved = {"hyper_parameters": {"_class_path": "tasks.CausalLM", "init_ckpt": None, "net": {"class_path": "tasks.nets.GPT", "init_args": {"n_layer": 2}}}}
+    configured = {"class_path": "tasks.CausalLM", "init_args": {"init_ckpt": "runs/gpt_small/checkpoints/last.ckpt", "net": {"class_path": "tasks.nets.GPT", "init_args": {"n_layer": 2}}}}
+    check_same_model(configured, saved, "x.ckpt", resuming=False)
+    with pytest.raises(ValueError, match=r"^--ckpt_path x.ckpt: model.init_args.init_ckpt='runs/gpt_small/checkpoints/last.ckpt' is configured and the checkpoint has None"):
+        check_same_model(configured, saved, "x.ckpt")
+    configured["init_args"]["net"]["init_args"]["n_layer"] = 4  # what the network computes stays compared
+    with pytest.raises(ValueError, match=r"model.init_args.net.init_args.n_layer=4 is configured and the checkpoint has 2"):
+        check_same_model(configured, saved, "x.ckpt", resuming=False)
