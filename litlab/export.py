@@ -18,7 +18,6 @@ to ``--to``. A failure leaves nothing behind, and an existing path is never writ
 """
 
 import argparse
-import importlib
 import inspect
 import json
 import os
@@ -35,7 +34,7 @@ from core.checkpoints import read_checkpoint, record, saved_tokenizer, state_und
 from datamodules.tokenizers import CLS, EOS, MASK, PAD, SEP, ByteTokenizer, tokenizer_from_str
 from litlab.runs import add_checkpoint_arguments, find_checkpoint, run_dir_of
 from tasks.causal_lm import CausalLM
-from tasks.checkpoints import build, main_network
+from tasks.checkpoints import build, main_network, main_task
 from tasks.classification import Classification
 from tasks.nets.gpt import GPT
 from tasks.nets.huggingface import HuggingFace
@@ -83,12 +82,7 @@ def read_source(path: str) -> Source:
     checkpoint = read_checkpoint(path, what="export --ckpt_path")
     network, spec = main_network(checkpoint, f"export --ckpt_path {path}")
     where = record(checkpoint)["main_network"]
-    # the task that holds the main network (a distillation's student), found as tasks.checkpoints.load_task finds it
-    class_path, task_args, prefix = record(checkpoint)["task"], checkpoint.get("hyper_parameters", {}), ""
-    for name in where.split(".")[:-1]:
-        class_path, task_args, prefix = task_args[name]["class_path"], task_args[name].get("init_args", {}), f"{prefix}{name}."
-    module, _, name = class_path.rpartition(".")
-    task = getattr(importlib.import_module(module), name)
+    task, task_args, prefix = main_task(checkpoint)  # the task that holds the main network (a distillation's student)
     head = state_under(checkpoint, f"{prefix}head") if issubclass(task, Classification) else {}
     tokenizer = saved_tokenizer(checkpoint)
     tokenizer = tokenizer_from_str(tokenizer) if tokenizer is not None else None

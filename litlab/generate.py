@@ -9,7 +9,6 @@ on the prompts before it; ``--temperature 0`` is greedy.
 """
 
 import argparse
-import importlib
 import json
 import os
 import sys
@@ -17,11 +16,11 @@ import time
 
 import torch
 
-from core.checkpoints import read_checkpoint, record, saved_tokenizer
+from core.checkpoints import read_checkpoint, saved_tokenizer
 from datamodules.tokenizers import tokenizer_from_str
 from litlab.runs import add_checkpoint_arguments, find_checkpoint
 from tasks.causal_lm import CausalLM
-from tasks.checkpoints import load_task
+from tasks.checkpoints import load_task, main_task
 
 REPLACEMENT = "\ufffd"  # what a decoder shows for the bytes of a character not all sampled yet
 
@@ -79,13 +78,10 @@ def load(path: str):
     """The causal language model a checkpoint holds (a distillation's: its student), the tokenizer its run trained
     with and the step it was saved at; refused in one line when the checkpoint is of another kind."""
     checkpoint = read_checkpoint(path, what="generate --ckpt_path")
-    class_path, hparams = record(checkpoint)["task"], checkpoint.get("hyper_parameters", {})
-    for name in filter(None, record(checkpoint)["main_network"].split(".")[:-1]):  # down to the task that holds it, as load_task goes
-        class_path, hparams = hparams[name]["class_path"], hparams[name].get("init_args", {})
-    module, _, name = class_path.rpartition(".")
-    if not issubclass(getattr(importlib.import_module(module), name), CausalLM):
+    task_class = main_task(checkpoint)[0]
+    if not issubclass(task_class, CausalLM):
         raise ValueError(
-            f"generate --ckpt_path {path}: a checkpoint of {class_path}, which does not generate text: "
+            f"generate --ckpt_path {path}: a checkpoint of {task_class.__module__}.{task_class.__qualname__}, which does not generate text: "
             "expected a causal language model's (tasks.CausalLM: gpt_small, gpt_sft, or a distillation into one)"
         )
     tokenizer = saved_tokenizer(checkpoint)
@@ -93,7 +89,7 @@ def load(path: str):
         raise ValueError(
             f"generate --ckpt_path {path}: the checkpoint stores no tokenizer: expected one of a run on text (a text datamodule saves it)"
         )
-    task = load_task(path)
+    task = load_task(path, checkpoint)
     if not hasattr(task.net, "stream"):
         raise ValueError(
             f"generate --ckpt_path {path}: its network, {type(task.net).__name__}, does not stream tokens: expected a tasks.nets.GPT"
