@@ -124,16 +124,15 @@ class GAN(Task):
         if schedule is not None:
             schedule.step()
 
-    def validation_step(self, batch: ImageBatch, batch_idx: int) -> None:
-        real = batch.images
+    def score(self, batch: ImageBatch, batch_idx: int, stage: str) -> None:
+        real = batch.images  # one FID metric serves validation and test, which never run at once
         self.fid.update((real + 1) / 2, real=True)
         self.fid.update((self.sample(len(real), seed=batch_idx) + 1) / 2, real=False)
 
-    test_step = validation_step
-
-    def on_test_epoch_end(self) -> None:
-        self.log("test/fid", self.fid.compute())
+    def stage_metrics(self, stage: str) -> dict[str, torch.Tensor]:
+        metrics = {f"{stage}/fid": self.fid.compute()}
         self.fid.reset()
+        return metrics
 
     prediction_files = ("samples.npz", "samples.png")
 
@@ -142,8 +141,7 @@ class GAN(Task):
         return {"images": images, "seed": torch.full((len(images),), batch_idx)}
 
     def on_validation_epoch_end(self) -> None:
-        self.log("val/fid", self.fid.compute(), prog_bar=True)
-        self.fid.reset()
+        self.log_dict(self.stage_metrics("val"), prog_bar=True)
         if not self.trainer.sanity_checking:
             self.last_sample = image_grid(list(self.sample(self.hparams.n_images).chunk(2)))
             log_image(self.logger, "val/samples", self.last_sample, self.global_step)

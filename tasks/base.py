@@ -31,7 +31,8 @@ class Task(L.LightningModule):
     - checks the data in ``use_data(info)`` and keeps what it needs of it: called by the CLI before
       training and by ``setup`` from the datamodule's ``info``;
     - takes ``**kwargs`` and hands them to ``super().__init__``: the arguments below, written once;
-    - for ``test``, logs ``test/...`` metrics and may add images (``add_test_figure``) that the run saves as PNGs;
+    - scores a validation or test batch in ``score(batch, batch_idx, stage)`` and says what it logs in
+      ``stage_metrics(stage)``: ``test`` logs them as ``test/...``, beside ``figures()``, images the run saves as PNGs;
     - for ``predict``, names the files it writes in ``prediction_files`` and returns from ``predict_step`` a dict
       of per-example values (lists, or tensors whose first dimension is the batch's), with an ``index`` (the
       batch's: where each example comes from); ``litlab.callbacks.PredictionWriter`` writes them, in the format
@@ -61,10 +62,30 @@ class Task(L.LightningModule):
         self.data = DataInfo()
         self.test_figures: dict[str, torch.Tensor] = {}  # name -> (C, H, W) image in [0, 1], made at test
 
-    def add_test_figure(self, name: str, image: torch.Tensor) -> None:
-        """Keep an image of the test (saved as ``<run>/<name>.png`` once it ends) and log it as ``test/<name>``."""
-        self.test_figures[name] = image
-        log_image(self.logger, f"test/{name}", image, self.global_step)
+    # -- validation and test: a batch scored into the metrics of its stage (STAGES) ---------------
+    def score(self, batch, batch_idx: int, stage: str) -> None:
+        """Add a validation or test batch to the metrics of ``stage``."""
+        raise NotImplementedError(f"{type(self).__name__} must say what validation and test score: a `score` method")
+
+    def stage_metrics(self, stage: str) -> dict[str, torch.Tensor]:
+        """The metrics of ``stage`` so far, named ``<stage>/...``; they start over."""
+        raise NotImplementedError(f"{type(self).__name__} must say what validation and test log: a `stage_metrics` method")
+
+    def figures(self) -> dict[str, torch.Tensor]:
+        """Images of the test just scored (a classifier's confusion matrix), name -> (C, H, W) in [0, 1]; none by default."""
+        return {}
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self.score(batch, batch_idx, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self.score(batch, batch_idx, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self.stage_metrics("test"))
+        for name, image in self.figures().items():  # saved as <run>/<name>.png once the test ends, and logged as test/<name>
+            self.test_figures[name] = image
+            log_image(self.logger, f"test/{name}", image, self.global_step)
 
     # -- the data ------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -146,7 +167,7 @@ class Distillable(Protocol):
 
     def evaluate(self, logits: torch.Tensor, targets: torch.Tensor, stage: str = "val") -> None: ...
 
-    def val_metrics(self, stage: str = "val") -> dict[str, torch.Tensor]: ...
+    def stage_metrics(self, stage: str) -> dict[str, torch.Tensor]: ...
 
     def figures(self) -> dict[str, torch.Tensor]: ...
 

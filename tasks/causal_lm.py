@@ -68,24 +68,21 @@ class CausalLM(LanguageModel):
 
     def score(self, batch: TokenBatch, batch_idx: int, stage: str) -> None:
         self.evaluate(*self.logits_and_targets(batch), stage)
-
-    # -- test and predict: responses generated greedily ------------------------------------------
-    prediction_files = ("predictions.jsonl",)
-
-    def test_step(self, batch: TokenBatch, batch_idx: int) -> None:
-        super().test_step(batch, batch_idx)
-        if batch.prompt_lengths is not None:
-            prompts, references, generated = self.responses(batch)
+        if stage == "test" and batch.prompt_lengths is not None:  # responses are generated at test alone: validation stays fast
+            _, references, generated = self.responses(batch)
             self.rouge.update(generated, references)
             self.rouge_scored = True
 
-    def on_test_epoch_end(self) -> None:
-        metrics = self.val_metrics("test")
-        if self.rouge_scored:
+    def stage_metrics(self, stage: str) -> dict[str, torch.Tensor]:
+        metrics = super().stage_metrics(stage)
+        if stage == "test" and self.rouge_scored:
             metrics["test/rougeL"] = self.rouge.compute()["rougeL_fmeasure"]
             self.rouge.reset()
             self.rouge_scored = False
-        self.log_dict(metrics)
+        return metrics
+
+    # -- predict: responses generated greedily ------------------------------------------
+    prediction_files = ("predictions.jsonl",)
 
     def predict_step(self, batch: TokenBatch, batch_idx: int) -> dict[str, list]:
         prompts, references, generated = self.responses(batch)

@@ -182,7 +182,7 @@ class Classification(Task):
     def class_names(self) -> tuple[str, ...]:
         return self.data.classes or tuple(str(c) for c in range(self.num_classes))
 
-    def val_metrics(self, stage: str = "val") -> dict[str, torch.Tensor]:
+    def stage_metrics(self, stage: str) -> dict[str, torch.Tensor]:
         results = {f"{stage}/loss": self.losses[stage].compute(), **self.metrics[stage].compute()}
         self.losses[stage].reset()
         self.metrics[stage].reset()
@@ -197,19 +197,11 @@ class Classification(Task):
         self.log_dict({"train/loss": loss, "train/acc": accuracy}, prog_bar=True)
         return loss
 
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self.evaluate(*self.logits_and_targets(batch), "val")
+    def score(self, batch, batch_idx: int, stage: str) -> None:
+        self.evaluate(*self.logits_and_targets(batch), stage)
 
     def on_validation_epoch_end(self) -> None:
-        self.log_dict(self.val_metrics("val"), prog_bar=True)
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self.evaluate(*self.logits_and_targets(batch), "test")
-
-    def on_test_epoch_end(self) -> None:
-        self.log_dict(self.val_metrics("test"))
-        for name, image in self.figures().items():
-            self.add_test_figure(name, image)
+        self.log_dict(self.stage_metrics("val"), prog_bar=True)
 
     prediction_files = ("predictions.csv",)
 

@@ -106,17 +106,8 @@ class Contrastive(Task):
             loss = loss + probe_loss
         return loss
 
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self.score(batch, batch_idx, "val")
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self.score(batch, batch_idx, "test")
-
     def on_validation_epoch_end(self) -> None:
         self.log_dict(self.stage_metrics("val"), prog_bar=True)
-
-    def on_test_epoch_end(self) -> None:
-        self.log_dict(self.stage_metrics("test"))
 
     prediction_files = ("embeddings.npz",)
 
@@ -125,7 +116,6 @@ class Contrastive(Task):
         return {"index": batch.index, "embedding": self.encoder(x), **({"label": y} if y is not None else {})}
 
     def score(self, batch, batch_idx: int, stage: str) -> None:
-        """Add a validation or test batch to the metrics of ``stage``."""
         x, y = self.split(batch)
         # fixed-seed views with dropout as in training, leaving the training RNG untouched
         with seeded(batch_idx, self.device):
@@ -139,7 +129,6 @@ class Contrastive(Task):
             self.features.append((F.normalize(h, dim=1), y))
 
     def stage_metrics(self, stage: str) -> dict[str, torch.Tensor]:
-        """The metrics of ``stage`` so far, named ``<stage>/...``; they start over."""
         metrics = {f"{stage}/loss": self.losses[stage].compute()}
         self.losses[stage].reset()
         if self.features:

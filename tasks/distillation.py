@@ -19,7 +19,7 @@ class Distillation(Task):
     ``Classification`` (one distribution per example; unlabelled examples learn from the teacher
     alone) or ``CausalLM`` (one per token, the same tokenizer for both).
 
-    The student's own ``evaluate``/``val_metrics`` report validation and test, so its metrics are named as in
+    The student's own ``evaluate``/``stage_metrics`` report validation and test, so its metrics are named as in
     a plain run of its task; ``test`` and ``predict`` are the student's (a CausalLM student's test scores no
     generated responses). The student is this task's main network (``networks``): its checkpoint
     offers the student's network to later runs, and ``tasks.checkpoints.load_task`` turns it into the
@@ -91,20 +91,18 @@ class Distillation(Task):
         self.log_dict({"train/loss": loss, "train/kl": kl, "train/ce": ce}, prog_bar=True)
         return loss
 
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self.student.evaluate(*self.student.logits_and_targets(batch))
+    # -- validation, test and predict: the student's, as a plain run of its task would -----------
+    def score(self, batch, batch_idx: int, stage: str) -> None:
+        self.student.evaluate(*self.student.logits_and_targets(batch), stage)
+
+    def stage_metrics(self, stage: str) -> dict[str, torch.Tensor]:
+        return self.student.stage_metrics(stage)
+
+    def figures(self) -> dict[str, torch.Tensor]:
+        return self.student.figures()
 
     def on_validation_epoch_end(self) -> None:
-        self.log_dict(self.student.val_metrics(), prog_bar=True)
-
-    # -- test and predict: the student's, as a plain run of its task would -----------------------
-    def test_step(self, batch, batch_idx: int) -> None:
-        self.student.evaluate(*self.student.logits_and_targets(batch), "test")
-
-    def on_test_epoch_end(self) -> None:
-        self.log_dict(self.student.val_metrics("test"))
-        for name, image in self.student.figures().items():
-            self.add_test_figure(name, image)
+        self.log_dict(self.stage_metrics("val"), prog_bar=True)
 
     @property
     def prediction_files(self) -> tuple[str, ...]:

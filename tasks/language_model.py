@@ -6,7 +6,6 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
 
-from core.batches import TokenBatch
 from core.data import DataInfo
 from core.labels import IGNORE
 from tasks.base import STAGES, Task
@@ -56,35 +55,18 @@ class LanguageModel(Task):
         loss = F.cross_entropy(logits.float(), targets, ignore_index=IGNORE, reduction="sum")
         self.losses[stage].update(loss / scored.clamp(min=1), weight=scored)
 
-    def val_metrics(self, stage: str = "val") -> dict[str, torch.Tensor]:
+    def stage_metrics(self, stage: str) -> dict[str, torch.Tensor]:
         loss = self.losses[stage].compute()
         self.losses[stage].reset()
         return {f"{stage}/loss": loss, f"{stage}/ppl": loss.exp()}
-
-    def figures(self) -> dict[str, torch.Tensor]:
-        """Images of the test just scored (none for a language model); a distillation logs its student's."""
-        return {}
-
-    def score(self, batch: TokenBatch, batch_idx: int, stage: str) -> None:
-        """Add a validation or test batch to the metrics of ``stage``."""
-        raise NotImplementedError(f"{type(self).__name__} must say what validation scores: a `score` method")
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch)
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
-    def validation_step(self, batch: TokenBatch, batch_idx: int) -> None:
-        self.score(batch, batch_idx, "val")
-
-    def test_step(self, batch: TokenBatch, batch_idx: int) -> None:
-        self.score(batch, batch_idx, "test")
-
-    def on_test_epoch_end(self) -> None:
-        self.log_dict(self.val_metrics("test"))
-
     def on_validation_epoch_end(self) -> None:
-        self.log_dict(self.val_metrics(), prog_bar=True, sync_dist=False)
+        self.log_dict(self.stage_metrics("val"), prog_bar=True, sync_dist=False)
         if self.data.tokenizer is not None and not self.trainer.sanity_checking:
             self.last_sample = self.sample()
             if self.last_sample is not None and hasattr(self.logger, "log_text"):

@@ -95,11 +95,11 @@ class MaskedLM(LanguageModel):
             counts = torch.bincount(targets, minlength=self.net.vocab_size)
             self.target_counts = counts if self.target_counts is None else self.target_counts + counts
 
-    def val_metrics(self, stage: str = "val") -> dict[str, torch.Tensor]:
+    def stage_metrics(self, stage: str) -> dict[str, torch.Tensor]:
         if stage == "val" and self.target_counts is not None:
             self.baseline_acc = float(self.target_counts.max() / self.target_counts.sum().clamp(min=1))
             self.target_counts = None
-        metrics = {**super().val_metrics(stage), f"{stage}/mlm_acc": self.accuracies[stage].compute()}
+        metrics = {**super().stage_metrics(stage), f"{stage}/mlm_acc": self.accuracies[stage].compute()}
         self.accuracies[stage].reset()
         return metrics
 

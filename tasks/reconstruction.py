@@ -90,8 +90,7 @@ class Reconstruction(Task):
             self.log_dict({"train/recon": recon_loss, "train/kl": kl})
         return loss
 
-    def score(self, batch: ImageBatch, stage: str) -> torch.Tensor:
-        """Add a validation or test batch to the metrics of ``stage``; returns its reconstructions."""
+    def score(self, batch: ImageBatch, batch_idx: int, stage: str) -> None:
         x, scores = batch.images, self.scores[stage]
         recon, recon_loss, kl = self.losses(x, sample=False)
         n = len(x)
@@ -100,10 +99,10 @@ class Reconstruction(Task):
         scores["kl"].update(kl, weight=n)
         scores["mse"].update((recon + 1) / 2, (x + 1) / 2)
         scores["psnr"].update((recon + 1) / 2, (x + 1) / 2)
-        return recon
+        if stage == "val" and batch_idx == 0:  # the grid logged at validation
+            self.examples = torch.stack([x[: self.hparams.n_images], recon[: self.hparams.n_images]])
 
     def stage_metrics(self, stage: str) -> dict[str, torch.Tensor]:
-        """The metrics of ``stage`` so far, named ``<stage>/...``; they start over."""
         scores = self.scores[stage]
         metrics = {f"{stage}/{name}": scores[name].compute() for name in ("loss", "mse", "psnr")}
         if self.hparams.variational:
@@ -112,17 +111,6 @@ class Reconstruction(Task):
         for metric in scores.values():
             metric.reset()
         return metrics
-
-    def validation_step(self, batch: ImageBatch, batch_idx: int) -> None:
-        recon = self.score(batch, "val")
-        if batch_idx == 0:
-            self.examples = torch.stack([batch.images[: self.hparams.n_images], recon[: self.hparams.n_images]])
-
-    def test_step(self, batch: ImageBatch, batch_idx: int) -> None:
-        self.score(batch, "test")
-
-    def on_test_epoch_end(self) -> None:
-        self.log_dict(self.stage_metrics("test"))
 
     prediction_files = ("latents.npz",)
 

@@ -18,16 +18,21 @@ from litlab.cli import main
 from tests.conftest import ROOT
 
 
-def fit(*args: str) -> str:
-    """``python -m platform fit *args`` in this process (from the repository root, without W&B or a
+def command(subcommand: str, *args: str) -> str:
+    """``python -m platform <subcommand> *args`` in this process (from the repository root, without W&B or a
     progress bar); returns what it printed. A run in a test's own process costs no start-up."""
     printed = io.StringIO()
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
         patch.chdir(ROOT)
         patch.setenv("WANDB_MODE", "disabled")
         patch.setattr("sys.argv", ["python -m platform"])  # what LightningCLI reads beside the args it is given
-        main(["fit", *args, "--trainer.enable_progress_bar", "false"])
+        main([subcommand, *args, "--trainer.enable_progress_bar", "false"])
     return printed.getvalue()
+
+
+def fit(*args: str) -> str:
+    """``python -m platform fit *args`` in this process (``command``)."""
+    return command("fit", *args)
 
 
 def launch(*args: str, returncode: int = 0, env: dict | None = None) -> str:

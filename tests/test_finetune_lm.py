@@ -153,7 +153,7 @@ def test_validation_weighs_batches_by_their_scored_targets():
     task.evaluate(other_logits, other_targets)
     task.evaluate(torch.randn(2, 5), torch.full((2,), IGNORE))  # nothing scored: adds nothing
     pooled = F.cross_entropy(torch.cat([logits[6:], other_logits]), torch.cat([targets[6:], other_targets]))
-    metrics = task.val_metrics()
+    metrics = task.stage_metrics("val")
     assert torch.allclose(metrics["val/loss"], pooled) and torch.allclose(metrics["val/ppl"], pooled.exp())
 
 

@@ -13,7 +13,7 @@ import yaml
 from core.checkpoints import read_checkpoint, record
 from tasks import Classification
 from tests.conftest import ROOT
-from tests.helpers import fit
+from tests.helpers import command, fit
 
 README = os.path.join(ROOT, "README.md")
 MODULE = "rotation_example"  # the name the example's module gets here (a user saves it as tasks/<name>.py)
@@ -63,3 +63,7 @@ def test_readme_example_objective(tmp_path, monkeypatch):
     assert encoder and encoder.keys() == backbone.keys()
     for name, tensor in encoder.items():
         assert torch.equal(backbone[name], tensor), name
+
+    # validating is testing too: Task's test_step scores the test split with the same score and stage_metrics
+    tested = command("test", "--config", str(cfg), "--run.dir", str(tmp_path / "runs"), "--ckpt_path", "last", "--trainer.limit_test_batches", "2")
+    assert re.search(r"test/acc\W+0\.\d", tested) and re.search(r"test/loss\W+\d", tested), tested

@@ -2,9 +2,7 @@
 prints its ``test/...`` metrics (a classifier's confusion matrix saved as a PNG whose pixels are that matrix), and
 predict writes a file per run whose rows and arrays are the test split's inputs with the model's own outputs."""
 
-import contextlib
 import csv
-import io
 import json
 import os
 import re
@@ -16,28 +14,15 @@ from lightning.pytorch.loggers import Logger
 from PIL import Image
 
 from datamodules import ImageDataModule, LabeledTextDataModule, TextDataModule
-from litlab.cli import main
 from tasks import CausalLM
 from tasks.checkpoints import load_network, load_task
 from tasks.images import confusion_figure, figure_image, image_grid, to_uint8
 from tasks.rng import seeded
-from tests.conftest import ROOT
-from tests.helpers import error_line, fit
+from tests.helpers import command, error_line, fit
 from tests.shrink import shrunk_config
 
 FEW = ["--trainer.max_steps", "2", "--trainer.limit_val_batches", "1", "--trainer.logger", "false"]
 BBC_CLASSES = ["business", "entertainment", "politics", "sports", "tech"]
-
-
-def command(subcommand: str, *args: str) -> str:
-    """``python -m platform <subcommand> *args`` in this process, as ``tests.helpers.fit`` runs a fit; what it printed."""
-    printed = io.StringIO()
-    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
-        patch.chdir(ROOT)
-        patch.setenv("WANDB_MODE", "disabled")
-        patch.setattr("sys.argv", ["python -m platform"])
-        main([subcommand, *args, "--trainer.enable_progress_bar", "false"])
-    return printed.getvalue()
 
 
 def test_metrics(printed: str) -> dict[str, float]:
