@@ -35,15 +35,18 @@ def records(path: str) -> list[pb.Record]:
 
 
 def read_run(run_dir: str) -> list[dict]:
-    """Every offline W&B segment in ``<run_dir>/wandb``: its run id, config, history rows and exit code (None
-    when the run was never finished)."""
+    """Every offline W&B segment in ``<run_dir>/wandb``, in the order they started: its run id, config,
+    history rows and exit code (None when the run was never finished).
+
+    Not in the order of their folders' names: two segments started in the same second are
+    ``offline-run-<time>-<id>`` and ``offline-run-<time>-<id>-1``, and "-" sorts before "/"."""
     segments = []
-    for path in sorted(glob.glob(os.path.join(run_dir, "wandb", "offline-run-*", "run-*.wandb"))):
-        segment = {"path": path, "run_id": None, "config": {}, "history": [], "exit_code": None}
+    for path in glob.glob(os.path.join(run_dir, "wandb", "offline-run-*", "run-*.wandb")):
+        segment = {"path": path, "run_id": None, "started": None, "config": {}, "history": [], "exit_code": None}
         for record in records(path):
             kind = record.WhichOneof("record_type")
             if kind == "run":
-                segment["run_id"] = record.run.run_id
+                segment["run_id"], segment["started"] = record.run.run_id, record.run.start_time.ToNanoseconds()
                 segment["tags"], segment["group"] = list(record.run.tags), record.run.run_group
             elif kind == "config":
                 segment["config"].update({item.key: json.loads(item.value_json) for item in record.config.update})
@@ -52,4 +55,4 @@ def read_run(run_dir: str) -> list[dict]:
             elif kind == "history":
                 segment["history"].append({item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item})
         segments.append(segment)
-    return segments
+    return sorted(segments, key=lambda segment: segment["started"])
