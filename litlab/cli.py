@@ -54,7 +54,7 @@ from litlab.strategies import FSDP2  # noqa: F401  registers --trainer.strategy 
 from tasks.base import Task
 from tasks.images import save_png
 
-START_TIME = time.perf_counter()
+IMPORTED = [time.perf_counter()]  # a process's first command counts these imports in its time to first step
 DEFAULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "defaults.yaml")
 SHARED_DEFAULTS = {"default_config_files": [DEFAULTS]}  # what every config overrides, for each subcommand's parser
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -96,8 +96,16 @@ def program_name() -> str:
     return os.path.basename(path) or "litlab"
 
 
+def command_start() -> float:
+    """When this command began, for its time to first step and its wall time: when the CLI was imported for a
+    process's first command (a user waits for the imports too), now for a later one in the same process (a
+    notebook, the tests), which would otherwise count the commands before it."""
+    return IMPORTED.pop() if IMPORTED else time.perf_counter()
+
+
 class PlatformCLI(LightningCLI):
     def __init__(self, args=None, run: bool = True):
+        self.start_time = command_start()
         super().__init__(
             L.LightningModule,
             L.LightningDataModule,
@@ -204,7 +212,7 @@ class PlatformCLI(LightningCLI):
             logger = wandb_logger(self.run_dir, self.run_name, config.run.project, config) if into_wandb else False  # the run's own W&B run
         if logger and self.subcommand == "fit":  # beside the logger, the same metrics in a file of the run
             resume_step = self.checkpoint.get("global_step") if self.checkpoint is not None else None
-            metrics = MetricsFile(os.path.join(self.run_dir, "metrics.jsonl"), START_TIME, resume_step)
+            metrics = MetricsFile(os.path.join(self.run_dir, "metrics.jsonl"), self.start_time, resume_step)
             logger = [*(logger if isinstance(logger, (list, tuple)) else [logger]), metrics]
         if config.trainer.get("precision") is None:  # not chosen: bf16 on GPUs that have it, else fp32
             kwargs["precision"] = default_precision(config.trainer.get("accelerator"))
@@ -239,7 +247,7 @@ class PlatformCLI(LightningCLI):
         # the bar reads the logged values, a device synchronization: once per logging interval, not every step
         bar = config.trainer.enable_progress_bar is not False and not any(isinstance(c, ProgressBar) for c in given)
         progress = [TQDMProgressBar(refresh_rate=config.trainer.log_every_n_steps or 50)] if bar else []
-        speed = SpeedMonitor(START_TIME, config.run.peak_tflops)
+        speed = SpeedMonitor(self.start_time, config.run.peak_tflops)
         weights_step = self.checkpoint.get("global_step") if self.checkpoint is not None and self.subcommand != "fit" else None
         return [checkpoint, *best, *learning_rate, *writers, *progress, RNGState(), speed, ValidationReport(weights_step)]
 

@@ -4,6 +4,7 @@ metric has each step once, with no gap."""
 
 import json
 import os
+import time
 from collections import Counter
 
 from litlab.loggers import read_metrics
@@ -43,6 +44,17 @@ def test_a_resume_replaces_what_was_logged_after_its_checkpoint(cli, tmp_path):
     assert [r["train/loss"] for r in resumed if "train/loss" in r] == [r["train/loss"] for r in first if "train/loss" in r]
     at_10 = max(r["wall_s"] for r in first if r["step"] == 10)
     assert all(r["wall_s"] > at_10 for r in resumed if r["step"] > 10)
+
+
+def test_a_later_command_in_the_same_process_is_timed_from_its_own_start(cli):
+    """A notebook's second fit: its wall time and time to first step do not count the commands before it."""
+    cli("fit", *NANO, "--trainer.max_steps", "5")
+    started = time.perf_counter()
+    runs = cli("fit", *NANO, "--trainer.max_steps", "5", "--run.name", "second")
+    took = time.perf_counter() - started
+    rows = read_metrics(os.path.join(runs, "second", "metrics.jsonl"))
+    first_step = next(row["perf/time_to_first_step"] for row in rows if "perf/time_to_first_step" in row)
+    assert 0 < first_step < rows[-1]["wall_s"] < took
 
 
 def test_a_line_cut_short_by_a_kill_is_left_out(tmp_path):
