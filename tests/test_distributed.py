@@ -6,6 +6,8 @@ negatives from every process."""
 import json
 import os
 import re
+import subprocess
+import sys
 
 import lightning as L
 import pytest
@@ -19,6 +21,7 @@ from core.labels import UNLABELED
 from datamodules.base import DataModule
 from tasks import Contrastive
 from tasks.checkpoints import read_checkpoint
+from tests.conftest import ROOT
 from tests.helpers import fit, fit_killed, launch
 
 STEPS = 6
@@ -138,16 +141,31 @@ class _SGDContrastive(Contrastive):
 def _contrastive_weights(devices: int, batch_size: int) -> dict[str, torch.Tensor]:
     L.seed_everything(0)
     task = _SGDContrastive(_Encoder(16, 8), projection_dim=4)  # no augment, no dropout: the views agree
-    strategy = "ddp_spawn" if devices > 1 else "auto"
-    trainer = L.Trainer(accelerator="cpu", devices=devices, strategy=strategy, max_steps=3, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)  # fmt: skip
+    trainer = L.Trainer(accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto", max_steps=3, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                        limit_val_batches=0)  # fmt: skip
     trainer.fit(task, datamodule=_Vectors(batch_size))
     return {k: v.clone() for k, v in task.state_dict().items()}
 
 
-def test_contrastive_negatives_come_from_every_process():
+def test_contrastive_negatives_come_from_every_process(tmp_path):
     """NT-Xent over the global batch: with the projections of both processes gathered, 2 processes of 4
-    take the steps 1 process of 8 takes; each process's 4 alone (2 x 3 negatives, not 2 x 7) would not."""
-    single, ddp = _contrastive_weights(1, 8), _contrastive_weights(2, 4)
+    take the steps 1 process of 8 takes; each process's 4 alone (2 x 3 negatives, not 2 x 7) would not.
+
+    The 2 processes run as a user's would: this module as a command, which Lightning starts again as rank 1
+    (``ddp``), not ``ddp_spawn``'s children of pytest, whose rank 1 now and then aborted on its way out
+    ("terminate called without an active exception") after training had ended."""
+    single = _contrastive_weights(1, 8)
+    weights = tmp_path / "ddp.pt"
+    command = [sys.executable, "-m", "tests.test_distributed", "2", "4", str(weights)]
+    out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, **ONE_THREAD})
+    assert out.returncode == 0, out.stderr[-3000:]
+    ddp = torch.load(weights)
     far = [k for k in single if not torch.allclose(single[k], ddp[k], rtol=1e-4, atol=1e-6)]
     assert not far, f"DDP contrastive weights differ from the single process's: {far}"
+
+
+if __name__ == "__main__":  # python -m tests.test_distributed DEVICES BATCH_SIZE OUT: rank 0 saves the trained weights to OUT
+    trained = _contrastive_weights(int(sys.argv[1]), int(sys.argv[2]))
+    if int(os.environ.get("LOCAL_RANK", 0)) == 0:
+        torch.save(trained, sys.argv[3])
