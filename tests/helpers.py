@@ -35,15 +35,21 @@ def fit(*args: str) -> str:
     return command("fit", *args)
 
 
-def launch(*args: str, returncode: int = 0, env: dict | None = None) -> str:
-    """``python -m platform fit *args`` in a process of its own (a run on several processes, or one
-    to be killed), without W&B or a progress bar; checks its exit status and returns what it printed."""
-    command = [sys.executable, "-m", "platform", "fit", *args, "--trainer.enable_progress_bar", "false"]
+def run_module(module: str, *args: str, returncode: int = 0, env: dict | None = None) -> str:
+    """``python -m <module> *args`` from the repository root in a process of its own, without W&B; checks its
+    exit status and returns what it printed."""
     out = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "WANDB_MODE": "disabled", **(env or {})}
-    )
+        [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "WANDB_MODE": "disabled", **(env or {})},
+    )  # fmt: skip
     assert out.returncode == returncode, out.stderr[-3000:]
     return out.stdout
+
+
+def launch(*args: str, returncode: int = 0, env: dict | None = None) -> str:
+    """``python -m platform fit *args`` in a process of its own (a run on several processes, or one
+    to be killed), without W&B or a progress bar (``run_module``)."""
+    return run_module("platform", "fit", *args, "--trainer.enable_progress_bar", "false", returncode=returncode, env=env)
 
 
 def fit_killed(*args: str, step: int, during_save: bool = False, env: dict | None = None) -> None:

@@ -6,7 +6,6 @@ negatives from every process."""
 import json
 import os
 import re
-import subprocess
 import sys
 
 import lightning as L
@@ -21,8 +20,7 @@ from core.labels import UNLABELED
 from datamodules.base import DataModule
 from tasks import Contrastive
 from tasks.checkpoints import read_checkpoint
-from tests.conftest import ROOT
-from tests.helpers import fit, fit_killed, launch
+from tests.helpers import fit, fit_killed, launch, run_module
 
 STEPS = 6
 
@@ -157,9 +155,7 @@ def test_contrastive_negatives_come_from_every_process(tmp_path):
     ("terminate called without an active exception") after training had ended."""
     single = _contrastive_weights(1, 8)
     weights = tmp_path / "ddp.pt"
-    command = [sys.executable, "-m", "tests.test_distributed", "2", "4", str(weights)]
-    out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, **ONE_THREAD})
-    assert out.returncode == 0, out.stderr[-3000:]
+    run_module("tests.test_distributed", "2", "4", str(weights), env=ONE_THREAD)
     ddp = torch.load(weights)
     far = [k for k in single if not torch.allclose(single[k], ddp[k], rtol=1e-4, atol=1e-6)]
     assert not far, f"DDP contrastive weights differ from the single process's: {far}"
